@@ -1,0 +1,42 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "swift-reactor",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "ReactorCore", targets: ["ReactorCore"]),
+        .library(name: "ReactorServices", targets: ["ReactorServices"]),
+        .executable(name: "reactor", targets: ["reactor"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+    ],
+    targets: [
+        // The C shim over libevent (headers from libevent-dev; `make` installs it when
+        // `pkg-config --exists libevent_core` fails).
+        .target(name: "CEvent", linkerSettings: [.linkedLibrary("event_core")]),
+        .target(
+            name: "ReactorCore",
+            dependencies: [
+                "CEvent",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(name: "ReactorServices", dependencies: ["ReactorCore"]),
+        .executableTarget(
+            name: "reactor",
+            dependencies: [
+                "ReactorCore",
+                "ReactorServices",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "ReactorCoreTests",
+            dependencies: ["ReactorCore", "ReactorServices", "reactor"]
+        ),
+    ]
+)

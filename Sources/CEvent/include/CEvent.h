@@ -1,0 +1,47 @@
+// CEvent: the one place that includes libevent. It re-exports libevent's
+// functions to Swift and wraps what Swift cannot import: function-like
+// macros (evtimer_new, evsignal_new) and socket calls whose flags are
+// cleaner to spell in C (accept4 and socket with SOCK_NONBLOCK|SOCK_CLOEXEC,
+// sendmsg with MSG_NOSIGNAL).
+#ifndef CEVENT_H
+#define CEVENT_H
+
+#include <event2/event.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/socket.h>
+
+/// evtimer_new: an event with no file descriptor, fired only by timeouts or event_active.
+struct event *cevent_timer_new(struct event_base *base, event_callback_fn callback, void *context);
+
+/// evsignal_new with EV_PERSIST: fires on the loop thread each time the signal arrives.
+struct event *cevent_signal_new(struct event_base *base, int signal_number,
+                                event_callback_fn callback, void *context);
+
+/// A non-blocking, close-on-exec socket.
+int cevent_socket(int domain, int type);
+
+/// accept4 with SOCK_NONBLOCK|SOCK_CLOEXEC: the accepted socket is ready for the reactor.
+int cevent_accept(int listen_fd, struct sockaddr *address, socklen_t *length);
+
+/// Sends up to three pieces in one syscall (sendmsg, MSG_NOSIGNAL so a closed peer
+/// gives EPIPE instead of killing the process). Null or empty pieces are skipped.
+ssize_t cevent_send3(int fd,
+                     const void *first, size_t first_length,
+                     const void *second, size_t second_length,
+                     const void *third, size_t third_length);
+
+/// A non-blocking, close-on-exec eventfd: the reactor's wake-up from other threads.
+int cevent_eventfd(void);
+
+/// Names the calling thread (visible in top -H and debuggers); at most 15 bytes are kept.
+void cevent_set_thread_name(const char *name);
+
+/// Monotonic time in nanoseconds (CLOCK_MONOTONIC).
+uint64_t cevent_monotonic_ns(void);
+
+/// The errno name ("ECONNREFUSED") for error messages, or NULL when not one we name.
+const char *cevent_errno_name(int error);
+
+#endif

@@ -1,0 +1,452 @@
+import CEvent
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A TCP connection owned by a ``Reactor``, accepted by a ``TCPListener`` or made by
+/// ``Reactor/connect(to:timeout:options:handler:)``.
+///
+/// Data flow: readiness → one `read` into the reactor's shared buffer →
+/// ``ConnectionHandler/received(_:on:)`` → ``write(_:)-7z8h5`` → `send` straight to the
+/// socket. Only what the kernel does not take is copied into the connection's output
+/// queue, and only then is the socket watched for writability.
+///
+/// Use it on the reactor thread only. After it closes, writes return false and the
+/// other operations do nothing.
+public final class Connection {
+    /// Where the connection is in its life.
+    public enum Phase: Sendable, Equatable {
+        /// Reading and writing.
+        case open
+        /// ``Connection/close()`` was called, or the peer sent FIN: flushing output.
+        case closing
+        /// Output flushed and shut down; waiting briefly for the peer's FIN so that
+        /// closing does not reset data the peer has not read yet.
+        case lingering
+        /// The socket is closed.
+        case closed
+    }
+
+    unowned(unsafe) let reactor: Reactor
+    /// The socket. Valid until the connection closes; do not close it yourself.
+    public let fileDescriptor: Int32
+    /// The remote end's address.
+    public let peerAddress: SocketAddress
+    /// Where the connection is in its life.
+    public private(set) var phase: Phase = .open
+    /// False while queued output is above the high watermark; see
+    /// ``ConnectionHandler/writabilityChanged(_:)``.
+    public private(set) var isWritable = true
+    /// True between ``pauseReading()`` and ``resumeReading()``.
+    public private(set) var isReadingPaused = false
+    /// True once the peer has sent FIN.
+    public private(set) var isInputClosed = false
+    /// True once ``shutdownOutput()`` was called.
+    public private(set) var isOutputShutdown = false
+
+    let config: ConnectionConfig
+    private(set) var handler: (any ConnectionHandler)?
+    var listener: TCPListener?
+    private let events: UnsafeMutableRawPointer
+    private var output = OutputQueue()
+    private var readArmed = false
+    private var writeArmed = false
+    private var batchDepth = 0
+    private var closeReason = CloseReason.closed
+    private var lastActivity: UInt64 = 0
+    private var idleTimer: ReactorTimer?
+    private var closeTimer: ReactorTimer?
+
+    init(reactor: Reactor, fd: Int32, peer: SocketAddress, config: ConnectionConfig) {
+        self.reactor = reactor
+        self.fileDescriptor = fd
+        self.peerAddress = peer
+        self.config = config
+        // Both libevent events live in one allocation owned by the connection.
+        self.events = .allocate(byteCount: 2 * reactor.eventSize, alignment: 16)
+        let context = Unmanaged.passUnretained(self).toOpaque()
+        event_assign(readEvent, reactor.base, fd, Int16(EV_READ | EV_PERSIST), { _, _, context in
+            Unmanaged<Connection>.fromOpaque(context!).takeUnretainedValue().readable()
+        }, context)
+        event_assign(writeEvent, reactor.base, fd, Int16(EV_WRITE | EV_PERSIST), { _, _, context in
+            Unmanaged<Connection>.fromOpaque(context!).takeUnretainedValue().flushQueued()
+        }, context)
+    }
+
+    deinit {
+        if phase != .closed {
+            // Never started (its handler factory was never reached): release the socket.
+            Glibc.close(fileDescriptor)
+        }
+        events.deallocate()
+    }
+
+    private var readEvent: OpaquePointer { OpaquePointer(events) }
+    private var writeEvent: OpaquePointer { OpaquePointer(events + reactor.eventSize) }
+
+    /// Registers with the reactor, applies socket options and starts reading.
+    func start(handler: any ConnectionHandler) {
+        self.handler = handler
+        reactor.register(self)
+        if config.options.noDelay {
+            var one: Int32 = 1
+            setsockopt(fileDescriptor, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        }
+        if let idle = config.idleTimeoutNanoseconds {
+            lastActivity = Reactor.now
+            idleTimer = reactor.schedule(after: .nanoseconds(Int64(idle))) { [unowned self] _ in checkIdle() }
+        }
+        updateReadInterest()
+        handler.opened(self)
+    }
+
+    // MARK: - Public operations
+
+    /// The local address of the socket, or nil once closed.
+    public var localAddress: SocketAddress? {
+        phase == .closed ? nil : SocketAddress.of(fd: fileDescriptor, peer: false)
+    }
+
+    /// Bytes written but not yet taken by the kernel.
+    public var queuedOutputBytes: Int { output.count }
+
+    /// The options this connection was opened with.
+    public var options: ConnectionOptions { config.options }
+
+    /// Sends bytes, copying only what the kernel does not take at once.
+    ///
+    /// - Returns: false if the connection is closing or closed, or its output was shut
+    ///   down; the bytes are dropped. Failures of the socket itself close the connection
+    ///   and reach the handler as ``ConnectionHandler/closed(_:reason:)``.
+    @discardableResult
+    public func write(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        send(bytes, UnsafeRawBufferPointer(start: nil, count: 0), UnsafeRawBufferPointer(start: nil, count: 0))
+    }
+
+    /// Sends the bytes of a span, for example the ones just received.
+    @discardableResult
+    public func write(_ bytes: RawSpan) -> Bool {
+        bytes.withUnsafeBytes { write($0) }
+    }
+
+    /// Sends an array of bytes.
+    @discardableResult
+    public func write(_ bytes: [UInt8]) -> Bool {
+        bytes.withUnsafeBytes { write($0) }
+    }
+
+    /// Sends a string as UTF-8.
+    @discardableResult
+    public func write(_ text: String) -> Bool {
+        var text = text
+        return text.withUTF8 { write(UnsafeRawBufferPointer($0)) }
+    }
+
+    /// Sends a header, a payload and a trailer as one write (a single `sendmsg`), copying
+    /// none of them unless the kernel leaves some behind. Framers use it to wrap a payload
+    /// without building a contiguous frame first.
+    @discardableResult
+    public func write(
+        prefix: UnsafeRawBufferPointer, _ payload: UnsafeRawBufferPointer, suffix: UnsafeRawBufferPointer
+    ) -> Bool {
+        send(prefix, payload, suffix)
+    }
+
+    /// Runs `body` with writes held back, then sends everything it wrote in one syscall.
+    ///
+    /// Use it when one event produces many small writes (a reply per pipelined request):
+    /// each write is copied once into the output queue instead of costing a syscall.
+    /// Batches nest; the outermost one flushes.
+    public func withBatchedWrites<Result, Failure: Error>(
+        _ body: () throws(Failure) -> Result
+    ) throws(Failure) -> Result {
+        batchDepth += 1
+        defer {
+            batchDepth -= 1
+            if batchDepth == 0, !writeArmed, phase == .open || phase == .closing { flushQueued() }
+        }
+        return try body()
+    }
+
+    /// Closes gracefully: stops reading, sends everything queued, shuts down output,
+    /// waits briefly for the peer's FIN, then closes the socket. The handler hears
+    /// ``CloseReason/closed``, or ``CloseReason/timedOut`` if this takes longer than
+    /// ``ConnectionOptions/closeTimeout``.
+    public func close() {
+        guard phase == .open else { return }
+        closeReason = .closed
+        beginClosing()
+    }
+
+    /// Closes now, dropping queued output; the peer sees a reset. The handler hears
+    /// ``CloseReason/aborted``.
+    public func abort() {
+        finish(.aborted, reset: true)
+    }
+
+    /// Half-closes: sends what is queued, then shuts down the sending side (the peer
+    /// reads end-of-file) while this side goes on reading. Later writes return false.
+    public func shutdownOutput() {
+        guard phase == .open, !isOutputShutdown else { return }
+        isOutputShutdown = true
+        if output.isEmpty, batchDepth == 0 { shutdownSendingSide() }
+    }
+
+    /// Stops reading from the socket; the kernel's receive buffer fills and TCP flow
+    /// control slows the peer.
+    public func pauseReading() {
+        isReadingPaused = true
+        updateReadInterest()
+    }
+
+    /// Starts reading again after ``pauseReading()``.
+    public func resumeReading() {
+        isReadingPaused = false
+        updateReadInterest()
+    }
+
+    // MARK: - Reading
+
+    private func readable() {
+        let buffer = reactor.readBuffer
+        let count = Glibc.read(fileDescriptor, buffer.baseAddress, buffer.count)
+        if count > 0 {
+            guard phase == .open else { return }  // lingering: the peer's late bytes are discarded
+            if config.idleTimeoutNanoseconds != nil { lastActivity = Reactor.now }
+            let bytes = unsafe RawSpan(_unsafeBytes: UnsafeRawBufferPointer(start: buffer.baseAddress, count: count))
+            handler?.received(bytes, on: self)
+        } else if count == 0 {
+            peerSentFIN()
+        } else {
+            let error = errno
+            if error == EAGAIN || error == EINTR { return }
+            if phase == .lingering {
+                finish(closeReason)
+            } else {
+                failed(errno: error, operation: .read)
+            }
+        }
+    }
+
+    private func peerSentFIN() {
+        isInputClosed = true
+        updateReadInterest()
+        switch phase {
+        case .lingering:
+            finish(closeReason)
+        case .open where config.options.allowRemoteHalfClosure:
+            if isOutputShutdown && output.isEmpty {
+                finish(.endOfFile)
+            } else {
+                handler?.inputClosed(self)
+            }
+        case .open:
+            closeReason = .endOfFile
+            beginClosing()
+        case .closing, .closed:
+            break
+        }
+    }
+
+    private func updateReadInterest() {
+        let wanted = switch phase {
+        case .open: !isReadingPaused && !isInputClosed
+        case .lingering: !isInputClosed
+        case .closing, .closed: false
+        }
+        guard wanted != readArmed else { return }
+        readArmed = wanted
+        if wanted { event_add(readEvent, nil) } else { event_del(readEvent) }
+    }
+
+    // MARK: - Writing
+
+    private func send(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer, _ c: UnsafeRawBufferPointer) -> Bool {
+        guard phase == .open, !isOutputShutdown else { return false }
+        let total = a.count + b.count + c.count
+        guard total > 0 else { return true }
+        var sent = 0
+        if output.isEmpty, batchDepth == 0 {
+            let result = cevent_send3(fileDescriptor, a.baseAddress, a.count, b.baseAddress, b.count, c.baseAddress, c.count)
+            if result == total {
+                noteActivity()
+                return true
+            }
+            if result >= 0 {
+                sent = result
+                noteActivity()
+            } else {
+                let error = errno
+                if error != EAGAIN && error != EINTR {
+                    failed(errno: error, operation: .write)
+                    return false
+                }
+            }
+        }
+        sent = enqueue(a, skipping: sent)
+        sent = enqueue(b, skipping: sent)
+        _ = enqueue(c, skipping: sent)
+        if batchDepth == 0 { armWrite() }
+        return queuedMore()
+    }
+
+    /// Queues what is left of `part` after the first `skipping` bytes (already sent);
+    /// returns how many of the skipped bytes belong to later parts.
+    private func enqueue(_ part: UnsafeRawBufferPointer, skipping: Int) -> Int {
+        guard skipping < part.count else { return skipping - part.count }
+        output.append(UnsafeRawBufferPointer(rebasing: part[skipping...]), pool: reactor.bufferPool)
+        return 0
+    }
+
+    /// After output grew: crossing the high watermark makes the connection not writable;
+    /// crossing the hard limit aborts it.
+    private func queuedMore() -> Bool {
+        if output.count > config.options.writeBufferLimit {
+            reactor.logger.warning(
+                "connection \(peerAddress): \(output.count) bytes queued, over the write buffer limit of \(config.options.writeBufferLimit); aborting")
+            finish(.writeBufferLimitExceeded, reset: true)
+            return false
+        }
+        if isWritable, output.count > config.options.writeBufferHighWatermark {
+            isWritable = false
+            handler?.writabilityChanged(self)
+        }
+        return true
+    }
+
+    /// Sends queued output until it is gone or the kernel is full. Runs when the socket
+    /// becomes writable, and at the end of a write batch.
+    private func flushQueued() {
+        while !output.isEmpty {
+            let bytes = output.bytes
+            let result = Glibc.send(fileDescriptor, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL))
+            if result > 0 {
+                output.consume(result, pool: reactor.bufferPool)
+                noteActivity()
+                if result < bytes.count { break }
+            } else if result < 0, errno == EINTR {
+                continue
+            } else if result < 0, errno == EAGAIN {
+                break
+            } else {
+                failed(errno: errno, operation: .write)
+                return
+            }
+        }
+        guard output.isEmpty else {
+            armWrite()
+            becameWritableIfDrained()
+            return
+        }
+        disarmWrite()
+        becameWritableIfDrained()
+        guard phase != .closed else { return }  // the writability hook may have closed it
+        if phase == .closing {
+            beginLingering()
+        } else if isOutputShutdown {
+            shutdownSendingSide()
+        }
+    }
+
+    private func becameWritableIfDrained() {
+        if !isWritable, output.count <= config.options.writeBufferLowWatermark, phase == .open {
+            isWritable = true
+            handler?.writabilityChanged(self)
+        }
+    }
+
+    private func armWrite() {
+        guard !writeArmed else { return }
+        writeArmed = true
+        event_add(writeEvent, nil)
+    }
+
+    private func disarmWrite() {
+        guard writeArmed else { return }
+        writeArmed = false
+        event_del(writeEvent)
+    }
+
+    private func noteActivity() {
+        if config.idleTimeoutNanoseconds != nil { lastActivity = Reactor.now }
+    }
+
+    // MARK: - Closing
+
+    private func beginClosing() {
+        phase = .closing
+        updateReadInterest()
+        closeTimer = reactor.schedule(after: config.options.closeTimeout) { [unowned self] _ in
+            reactor.logger.debug("connection \(peerAddress): graceful close took longer than \(config.options.closeTimeout); aborting")
+            finish(.timedOut, reset: true)
+        }
+        if batchDepth == 0, !writeArmed { flushQueued() }
+    }
+
+    private func beginLingering() {
+        phase = .lingering
+        Glibc.shutdown(fileDescriptor, Int32(SHUT_WR))
+        if isInputClosed {
+            finish(closeReason)
+        } else {
+            updateReadInterest()
+        }
+    }
+
+    private func shutdownSendingSide() {
+        Glibc.shutdown(fileDescriptor, Int32(SHUT_WR))
+        if isInputClosed { finish(.endOfFile) }
+    }
+
+    private func checkIdle() {
+        guard let idle = config.idleTimeoutNanoseconds, phase == .open else { return }
+        let quiet = Reactor.now &- lastActivity
+        if quiet >= idle {
+            reactor.logger.debug("connection \(peerAddress): idle for \(Duration.nanoseconds(Int64(quiet))); closing")
+            finish(.timedOut, reset: false)
+        } else {
+            idleTimer = reactor.schedule(after: .nanoseconds(Int64(idle - quiet))) { [unowned self] _ in checkIdle() }
+        }
+    }
+
+    private func failed(errno error: Int32, operation: ReactorError.Operation) {
+        if error == ECONNRESET || error == EPIPE {
+            finish(.reset)
+        } else {
+            finish(.failed(ReactorError(errno: error, operation: operation, address: peerAddress)))
+        }
+    }
+
+    /// Closes the socket and tells the handler, after the current callback returns.
+    private func finish(_ reason: CloseReason, reset: Bool = false) {
+        guard phase != .closed else { return }
+        phase = .closed
+        if readArmed { event_del(readEvent) }
+        if writeArmed { event_del(writeEvent) }
+        readArmed = false
+        writeArmed = false
+        if reset {
+            // SO_LINGER with a zero timeout makes close() send RST and drop unsent data.
+            var linger = linger(l_onoff: 1, l_linger: 0)
+            setsockopt(fileDescriptor, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<linger>.size))
+        }
+        Glibc.close(fileDescriptor)
+        output.release(pool: reactor.bufferPool)
+        idleTimer?.cancel()
+        closeTimer?.cancel()
+        idleTimer = nil
+        closeTimer = nil
+        reactor.unregister(self)
+        listener?.connectionClosed()
+        listener = nil
+        let handler = self.handler
+        self.handler = nil
+        reactor.runSoon { handler?.closed(self, reason: reason) }
+    }
+
+    /// The reactor is stopping: close at once.
+    func abortForTeardown() {
+        finish(.aborted, reset: !output.isEmpty)
+    }
+}

@@ -1,0 +1,54 @@
+/// Per-connection limits and socket settings. Every limit has a default; none is unbounded.
+public struct ConnectionOptions: Sendable, Equatable {
+    /// Queued output above this many bytes makes the connection not writable (default 64 KiB).
+    public var writeBufferHighWatermark: Int = 64 * 1024
+    /// Queued output at or below this many bytes makes it writable again (default 32 KiB).
+    public var writeBufferLowWatermark: Int = 32 * 1024
+    /// Queued output beyond this aborts the connection with
+    /// ``CloseReason/writeBufferLimitExceeded`` (default 16 MiB): a handler that ignores
+    /// writability cannot grow memory without bound.
+    public var writeBufferLimit: Int = 16 * 1024 * 1024
+    /// TCP_NODELAY: send small writes at once instead of waiting to coalesce (default on).
+    public var noDelay: Bool = true
+    /// Deliver a peer's FIN as ``ConnectionHandler/inputClosed(_:)`` and keep the
+    /// connection open for writing (default off: a FIN closes the connection after flushing).
+    public var allowRemoteHalfClosure: Bool = false
+    /// Close a connection that has moved no bytes in either direction for this long
+    /// (default nil: no idle timeout).
+    public var idleTimeout: Duration? = nil
+    /// How long a graceful close may take to flush output and see the peer's FIN before
+    /// the connection is aborted (default 30 s).
+    public var closeTimeout: Duration = .seconds(30)
+
+    /// The defaults.
+    public init() {}
+
+    /// Checks that the watermarks and limits are consistent.
+    public func validate() throws(ReactorError) {
+        guard writeBufferLowWatermark >= 0, writeBufferLowWatermark < writeBufferHighWatermark else {
+            throw ReactorError(
+                .invalidState, operation: .setOption,
+                hint: "writeBufferLowWatermark (\(writeBufferLowWatermark)) must be at least 0 and below writeBufferHighWatermark (\(writeBufferHighWatermark))")
+        }
+        guard writeBufferLimit >= writeBufferHighWatermark else {
+            throw ReactorError(
+                .invalidState, operation: .setOption,
+                hint: "writeBufferLimit (\(writeBufferLimit)) must be at least writeBufferHighWatermark (\(writeBufferHighWatermark))")
+        }
+        if let idleTimeout, idleTimeout <= .zero {
+            throw ReactorError(.invalidState, operation: .setOption, hint: "idleTimeout must be positive")
+        }
+    }
+}
+
+/// Options shared by every connection from one listener or connect call, held once by
+/// reference so a connection pays one pointer for them.
+final class ConnectionConfig {
+    let options: ConnectionOptions
+    let idleTimeoutNanoseconds: UInt64?
+
+    init(_ options: ConnectionOptions) {
+        self.options = options
+        self.idleTimeoutNanoseconds = options.idleTimeout.map(\.nanoseconds)
+    }
+}

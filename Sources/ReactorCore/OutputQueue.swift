@@ -1,0 +1,102 @@
+/// Bytes a connection owes its peer that the kernel has not taken yet.
+///
+/// One contiguous buffer with a read and a write index. Its storage comes from the
+/// reactor's ``BufferPool`` when the first byte is queued and goes back when the last
+/// byte is sent, so an idle connection holds no output memory and a busy one does not
+/// allocate per write.
+struct OutputQueue {
+    private var storage: UnsafeMutableRawPointer?
+    private var capacity = 0
+    private var start = 0
+    private var end = 0
+
+    var count: Int { end - start }
+    var isEmpty: Bool { end == start }
+
+    /// The queued bytes, oldest first.
+    var bytes: UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(start: storage.map { UnsafeRawPointer($0 + start) }, count: end - start)
+    }
+
+    mutating func append(_ bytes: UnsafeRawBufferPointer, pool: BufferPool) {
+        guard bytes.count > 0, let source = bytes.baseAddress else { return }
+        reserve(bytes.count, pool: pool)
+        (storage! + end).copyMemory(from: source, byteCount: bytes.count)
+        end += bytes.count
+    }
+
+    /// Drops `n` sent bytes from the front; returns the storage to the pool once empty.
+    mutating func consume(_ n: Int, pool: BufferPool) {
+        start += n
+        if start == end { release(pool: pool) }
+    }
+
+    mutating func release(pool: BufferPool) {
+        if let storage { pool.give(storage, capacity: capacity) }
+        storage = nil
+        capacity = 0
+        start = 0
+        end = 0
+    }
+
+    private mutating func reserve(_ extra: Int, pool: BufferPool) {
+        if end + extra <= capacity { return }
+        let used = end - start
+        if used + extra <= capacity, let storage {
+            // Enough room once the sent prefix is gone: slide the rest to the front.
+            storage.copyMemory(from: storage + start, byteCount: used)
+        } else {
+            let (grown, grownCapacity) = pool.take(atLeast: used + extra)
+            if let storage {
+                grown.copyMemory(from: storage + start, byteCount: used)
+                pool.give(storage, capacity: capacity)
+            }
+            storage = grown
+            capacity = grownCapacity
+        }
+        start = 0
+        end = used
+    }
+}
+
+/// Free output buffers kept by size class (16 KiB doubling up to 1 MiB) so connections
+/// that fill and drain their queues do not call malloc each time. Bounded: at most
+/// ``maxFreePerClass`` buffers wait in each class; larger buffers are freed at once.
+final class BufferPool {
+    static let smallestClass = 16 * 1024
+    static let classCount = 7
+    static let maxFreePerClass = 64
+
+    private var free: [[UnsafeMutableRawPointer]] = Array(repeating: [], count: BufferPool.classCount)
+
+    func take(atLeast size: Int) -> (UnsafeMutableRawPointer, Int) {
+        var capacity = BufferPool.smallestClass
+        var sizeClass = 0
+        while capacity < size {
+            capacity *= 2
+            sizeClass += 1
+        }
+        if sizeClass < BufferPool.classCount, let buffer = free[sizeClass].popLast() {
+            return (buffer, capacity)
+        }
+        return (.allocate(byteCount: capacity, alignment: 16), capacity)
+    }
+
+    func give(_ buffer: UnsafeMutableRawPointer, capacity: Int) {
+        let sizeClass = (capacity / BufferPool.smallestClass).trailingZeroBitCount
+        if sizeClass < BufferPool.classCount, free[sizeClass].count < BufferPool.maxFreePerClass {
+            free[sizeClass].append(buffer)
+        } else {
+            buffer.deallocate()
+        }
+    }
+
+    func drain() {
+        for sizeClass in free.indices {
+            for buffer in free[sizeClass] { buffer.deallocate() }
+            free[sizeClass].removeAll()
+        }
+    }
+
+    deinit { drain() }
+}

@@ -1,0 +1,157 @@
+import CEvent
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An error from the reactor or one of its sockets: which operation failed, on which
+/// address, with which errno, and what to do about it.
+///
+/// Match on ``code`` to handle a kind of failure; print the error (its ``description``)
+/// to tell a person. The description is one line, for example:
+/// `bind 127.0.0.1:7007: address already in use (EADDRINUSE); another process holds this port: choose another port or stop that process`.
+public struct ReactorError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The kind of failure, for matching.
+    public enum Code: Sendable, Equatable {
+        /// The address is already bound by another socket (EADDRINUSE).
+        case addressInUse
+        /// The address is not one of this host's (EADDRNOTAVAIL).
+        case addressNotAvailable
+        /// The host or port could not be parsed or resolved.
+        case invalidAddress
+        /// The operating system refused the operation (EACCES, EPERM).
+        case permissionDenied
+        /// Nothing listens at the remote address (ECONNREFUSED).
+        case connectionRefused
+        /// The peer reset the connection (ECONNRESET, EPIPE).
+        case connectionReset
+        /// The operation did not finish within its time limit.
+        case timedOut
+        /// No route to the host or network (EHOSTUNREACH, ENETUNREACH).
+        case unreachable
+        /// The process or system is out of file descriptors (EMFILE, ENFILE).
+        case tooManyOpenFiles
+        /// A connection queued more output than its write-buffer limit allows.
+        case writeBufferLimitExceeded
+        /// The reactor has stopped; it cannot run again or accept more work.
+        case reactorStopped
+        /// The call was made in a state that does not allow it (for example, `run()` from inside `run()`).
+        case invalidState
+        /// libevent could not be set up as required (for example, no epoll backend).
+        case eventBackend
+        /// Any other operating-system error; see ``ReactorError/errno``.
+        case system
+    }
+
+    /// What the reactor was doing when it failed.
+    public enum Operation: String, Sendable, Equatable {
+        case createReactor = "create reactor"
+        case run
+        case resolve
+        case socket
+        case bind
+        case listen
+        case accept
+        case connect
+        case read
+        case write
+        case setOption = "set socket option"
+        case execute
+        case signal
+    }
+
+    /// The kind of failure.
+    public var code: Code
+    /// The operation that failed.
+    public var operation: Operation
+    /// The address involved, when there is one.
+    public var address: SocketAddress?
+    /// A host string that could not be turned into an address, for ``Code/invalidAddress``.
+    public var host: String?
+    /// The errno value from the failing system call, when there was one.
+    public var errno: Int32?
+    /// What to do about it, when there is something useful to say.
+    public var hint: String?
+
+    /// Creates an error; the framework makes these, but handlers may too.
+    public init(
+        _ code: Code, operation: Operation, address: SocketAddress? = nil, host: String? = nil,
+        errno: Int32? = nil, hint: String? = nil
+    ) {
+        self.code = code
+        self.operation = operation
+        self.address = address
+        self.host = host
+        self.errno = errno
+        self.hint = hint
+    }
+
+    /// An error from a failed system call, classified by its errno.
+    public init(errno error: Int32, operation: Operation, address: SocketAddress? = nil) {
+        let code: Code
+        var hint: String?
+        switch error {
+        case EADDRINUSE:
+            code = .addressInUse
+            hint = "another socket holds this port: choose another port or stop the process that has it"
+        case EADDRNOTAVAIL:
+            code = .addressNotAvailable
+            hint = "the address is not assigned to this host"
+        case EACCES, EPERM:
+            code = .permissionDenied
+            hint = operation == .bind ? "ports below 1024 need root or CAP_NET_BIND_SERVICE" : nil
+        case ECONNREFUSED: code = .connectionRefused
+        case ECONNRESET, EPIPE: code = .connectionReset
+        case ETIMEDOUT: code = .timedOut
+        case EHOSTUNREACH, ENETUNREACH: code = .unreachable
+        case EMFILE, ENFILE:
+            code = .tooManyOpenFiles
+            hint = "raise the open-file limit (ulimit -n) or lower the connection limit"
+        default: code = .system
+        }
+        self.init(code, operation: operation, address: address, errno: error, hint: hint)
+    }
+
+    /// One line: operation, address, cause, errno name, and hint.
+    public var description: String {
+        var text = operation.rawValue
+        if let address { text += " \(address)" } else if let host { text += " '\(host)'" }
+        text += ": "
+        if let errno {
+            text += ReactorError.systemMessage(errno)
+            if let name = cevent_errno_name(errno) {
+                text += " (\(String(cString: name)))"
+            }
+        } else {
+            text += codeMessage
+        }
+        if let hint { text += "; \(hint)" }
+        return text
+    }
+
+    private var codeMessage: String {
+        switch code {
+        case .addressInUse: "address already in use"
+        case .addressNotAvailable: "address not available"
+        case .invalidAddress: "invalid address"
+        case .permissionDenied: "permission denied"
+        case .connectionRefused: "connection refused"
+        case .connectionReset: "connection reset by peer"
+        case .timedOut: "timed out"
+        case .unreachable: "unreachable"
+        case .tooManyOpenFiles: "too many open files"
+        case .writeBufferLimitExceeded: "write buffer limit exceeded"
+        case .reactorStopped: "the reactor has stopped"
+        case .invalidState: "not allowed in this state"
+        case .eventBackend: "libevent backend unavailable"
+        case .system: "system error"
+        }
+    }
+
+    static func systemMessage(_ error: Int32) -> String {
+        guard let message = strerror(error) else { return "errno \(error)" }
+        // strerror capitalises ("Connection refused"); the rest of the line is lower case.
+        let text = String(cString: message)
+        return text.prefix(1).lowercased() + text.dropFirst()
+    }
+}

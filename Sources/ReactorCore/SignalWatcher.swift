@@ -1,0 +1,66 @@
+import CEvent
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Runs a closure on the reactor thread each time a signal arrives. Made by
+/// ``Reactor/onSignal(_:_:)``; cancel it to restore the signal's previous handling.
+///
+/// libevent catches the signal with a handler that only writes to a socketpair, so the
+/// closure runs in the loop like any callback and may do anything a callback may.
+public final class SignalWatcher {
+    unowned(unsafe) let reactor: Reactor
+    /// The signal number (SIGINT, SIGTERM, ...).
+    public let signal: Int32
+    private var event: OpaquePointer?
+    private let body: () -> Void
+
+    init(reactor: Reactor, signal: Int32, body: @escaping () -> Void) {
+        self.reactor = reactor
+        self.signal = signal
+        self.body = body
+    }
+
+    deinit {
+        if let event { event_free(event) }
+    }
+
+    /// Stops watching; the signal gets its previous disposition back.
+    public func cancel() {
+        guard let event else { return }
+        event_del(event)
+        reactor.signalWatchers[ObjectIdentifier(self)] = nil
+    }
+
+    fileprivate func start() -> Bool {
+        event = cevent_signal_new(reactor.base, signal, { _, _, context in
+            Unmanaged<SignalWatcher>.fromOpaque(context!).takeUnretainedValue().body()
+        }, Unmanaged.passUnretained(self).toOpaque())
+        guard let event, event_add(event, nil) == 0 else { return false }
+        reactor.signalWatchers[ObjectIdentifier(self)] = self
+        return true
+    }
+}
+
+extension Reactor {
+    /// Handles `signal` on the reactor thread, typically SIGINT and SIGTERM for a
+    /// graceful shutdown:
+    ///
+    /// ```swift
+    /// for signal in [SIGINT, SIGTERM] {
+    ///     try reactor.onSignal(signal) { reactor.shutdownGracefully() }
+    /// }
+    /// ```
+    ///
+    /// Only one reactor in a process can watch signals at a time (a libevent limit).
+    @discardableResult
+    public func onSignal(_ signal: Int32, _ body: @escaping () -> Void) throws(ReactorError) -> SignalWatcher {
+        guard state != .stopped else { throw ReactorError(.reactorStopped, operation: .signal) }
+        let watcher = SignalWatcher(reactor: self, signal: signal, body: body)
+        guard watcher.start() else {
+            throw ReactorError(.eventBackend, operation: .signal, hint: "libevent could not watch signal \(signal)")
+        }
+        return watcher
+    }
+}

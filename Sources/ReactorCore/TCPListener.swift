@@ -1,0 +1,238 @@
+import CEvent
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Settings for a listening socket. Every limit has a default.
+public struct ListenerOptions: Sendable, Equatable {
+    /// The kernel's queue of completed connections waiting for accept (default 1024;
+    /// the kernel caps it at net.core.somaxconn).
+    public var backlog: Int32 = 1024
+    /// SO_REUSEADDR: rebind a port that has connections in TIME_WAIT (default on).
+    public var reuseAddress: Bool = true
+    /// SO_REUSEPORT: let several sockets, in this or other processes, bind the same port
+    /// and share its connections (default off).
+    public var reusePort: Bool = false
+    /// At most this many accepts per readiness event, so a flood of connections cannot
+    /// starve established ones (default 64).
+    public var acceptBatch: Int = 64
+    /// At most this many open connections from this listener; past it, accepting pauses
+    /// until one closes and new connections wait in the backlog (default 16384).
+    public var maxConnections: Int = 16_384
+    /// Restrict an IPv6 listener to IPv6 (IPV6_V6ONLY, default on), so `::` and `0.0.0.0`
+    /// can be bound side by side.
+    public var ipv6Only: Bool = true
+
+    /// The defaults.
+    public init() {}
+}
+
+/// A listening TCP socket that accepts connections on its ``Reactor`` and gives each a
+/// handler. Made by ``Reactor/listen(on:options:connectionOptions:makeHandler:)``.
+///
+/// When the process runs out of file descriptors (EMFILE, ENFILE) the listener stops
+/// accepting, logs one warning, and retries on a timer (10 ms doubling to 1 s) or as soon
+/// as one of its connections closes. Waiting connections stay in the kernel's backlog
+/// meanwhile; the loop never spins.
+public final class TCPListener {
+    unowned(unsafe) let reactor: Reactor
+    /// The socket.
+    public let fileDescriptor: Int32
+    /// The bound address; with port 0 requested, this holds the port the kernel chose.
+    public let address: SocketAddress
+    /// The listener's settings.
+    public let options: ListenerOptions
+    /// Open connections accepted by this listener.
+    public private(set) var connectionCount = 0
+    /// Connections accepted since the listener opened.
+    public private(set) var acceptedCount = 0
+    /// True until ``close()``.
+    public private(set) var isListening = true
+    /// True while accepting is paused for want of file descriptors or by the connection limit.
+    public private(set) var isAcceptPaused = false
+
+    private let config: ConnectionConfig
+    private let makeHandler: (Connection) -> any ConnectionHandler
+    private var acceptEvent: OpaquePointer?
+    private var retryTimer: ReactorTimer?
+    private var retryDelay: Duration = .milliseconds(10)
+    private var pausedSince: UInt64 = 0
+    private var pausedForFiles = false
+    private var limitLogged = false
+
+    init(
+        reactor: Reactor, fd: Int32, address: SocketAddress, options: ListenerOptions,
+        connectionOptions: ConnectionOptions, makeHandler: @escaping (Connection) -> any ConnectionHandler
+    ) {
+        self.reactor = reactor
+        self.fileDescriptor = fd
+        self.address = address
+        self.options = options
+        self.config = ConnectionConfig(connectionOptions)
+        self.makeHandler = makeHandler
+        acceptEvent = event_new(reactor.base, fd, Int16(EV_READ | EV_PERSIST), { _, _, context in
+            Unmanaged<TCPListener>.fromOpaque(context!).takeUnretainedValue().acceptReady()
+        }, Unmanaged.passUnretained(self).toOpaque())
+        event_add(acceptEvent, nil)
+        reactor.listeners[ObjectIdentifier(self)] = self
+    }
+
+    deinit {
+        if let acceptEvent { event_free(acceptEvent) }
+        if isListening { Glibc.close(fileDescriptor) }
+    }
+
+    /// Stops listening and closes the socket. Connections already accepted stay open.
+    public func close() {
+        guard isListening else { return }
+        isListening = false
+        event_del(acceptEvent)
+        retryTimer?.cancel()
+        Glibc.close(fileDescriptor)
+        reactor.listeners[ObjectIdentifier(self)] = nil
+    }
+
+    private func acceptReady() {
+        for _ in 0..<options.acceptBatch {
+            guard isListening, !isAcceptPaused else { return }
+            guard connectionCount < options.maxConnections else {
+                pause(reason: "\(connectionCount) connections open, the limit (maxConnections)", forFiles: false)
+                return
+            }
+            var storage = sockaddr_storage()
+            var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            let fd = withUnsafeMutablePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { cevent_accept(fileDescriptor, $0, &length) }
+            }
+            guard fd >= 0 else {
+                let error = errno
+                switch error {
+                case EAGAIN, EINTR:
+                    return
+                case ECONNABORTED, EPROTO, EPERM:
+                    continue  // that one connection failed; others may be waiting
+                case EMFILE, ENFILE, ENOBUFS, ENOMEM:
+                    let cause = ReactorError(errno: error, operation: .accept, address: address)
+                    pause(reason: cause.description, forFiles: true)
+                    return
+                default:
+                    reactor.logger.error("\(ReactorError(errno: error, operation: .accept, address: address))")
+                    return
+                }
+            }
+            let peer = withUnsafePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { SocketAddress($0) }
+            }
+            guard let peer else {
+                Glibc.close(fd)
+                continue
+            }
+            acceptedCount += 1
+            if pausedForFiles { acceptsAgain() }
+            connectionCount += 1
+            let connection = Connection(reactor: reactor, fd: fd, peer: peer, config: config)
+            connection.listener = self
+            connection.start(handler: makeHandler(connection))
+        }
+    }
+
+    /// Stops watching the socket, so readiness cannot spin the loop, until a retry timer
+    /// or a closing connection says to try again. Logs once per episode, not per attempt.
+    private func pause(reason: String, forFiles: Bool) {
+        isAcceptPaused = true
+        event_del(acceptEvent)
+        if forFiles {
+            if !pausedForFiles {
+                pausedForFiles = true
+                pausedSince = Reactor.now
+                reactor.logger.warning("listener \(address): accept paused: \(reason)")
+            }
+            retryTimer = reactor.schedule(after: retryDelay) { [unowned self] _ in resumeAccepting() }
+            retryDelay = min(retryDelay * 2, .seconds(1))
+        } else if !limitLogged {
+            limitLogged = true
+            reactor.logger.warning("listener \(address): accept paused: \(reason)")
+        }
+    }
+
+    private func resumeAccepting() {
+        guard isListening, isAcceptPaused else { return }
+        isAcceptPaused = false
+        retryTimer?.cancel()
+        retryTimer = nil
+        event_add(acceptEvent, nil)
+        acceptReady()
+    }
+
+    private func acceptsAgain() {
+        let pausedFor = Duration.nanoseconds(Int64(Reactor.now &- pausedSince))
+        reactor.logger.notice("listener \(address): accepting again after \(pausedFor)")
+        pausedForFiles = false
+        retryDelay = .milliseconds(10)
+    }
+
+    /// One of this listener's connections closed: a descriptor and a slot are free.
+    func connectionClosed() {
+        connectionCount -= 1
+        if limitLogged, connectionCount <= options.maxConnections * 9 / 10 { limitLogged = false }
+        if isAcceptPaused { resumeAccepting() }
+    }
+}
+
+extension Reactor {
+    /// Listens for TCP connections on a numeric address or host name.
+    ///
+    /// - Parameters:
+    ///   - host: an IPv4 or IPv6 address (`127.0.0.1`, `::1`, `0.0.0.0`, `::`) or a name
+    ///     resolved once, blocking, before listening.
+    ///   - port: the port; 0 lets the kernel choose (read it back from ``TCPListener/address``).
+    ///   - makeHandler: called on each accepted connection, returns its handler.
+    /// - Throws: ``ReactorError`` naming the address and cause: ``ReactorError/Code/addressInUse``,
+    ///   ``ReactorError/Code/invalidAddress``, ``ReactorError/Code/permissionDenied``, ...
+    @discardableResult
+    public func listen(
+        host: String, port: Int, options: ListenerOptions = .init(),
+        connectionOptions: ConnectionOptions = .init(),
+        makeHandler: @escaping (Connection) -> any ConnectionHandler
+    ) throws(ReactorError) -> TCPListener {
+        let address = try SocketAddress.resolve(host: host, port: port)[0]
+        return try listen(on: address, options: options, connectionOptions: connectionOptions, makeHandler: makeHandler)
+    }
+
+    /// Listens for TCP connections on an address; see ``listen(host:port:options:connectionOptions:makeHandler:)``.
+    @discardableResult
+    public func listen(
+        on address: SocketAddress, options: ListenerOptions = .init(),
+        connectionOptions: ConnectionOptions = .init(),
+        makeHandler: @escaping (Connection) -> any ConnectionHandler
+    ) throws(ReactorError) -> TCPListener {
+        guard state != .stopped else {
+            throw ReactorError(.reactorStopped, operation: .listen, address: address)
+        }
+        try connectionOptions.validate()
+        let fd = cevent_socket(address.domain, Int32(SOCK_STREAM.rawValue))
+        guard fd >= 0 else { throw ReactorError(errno: errno, operation: .socket, address: address) }
+        func fail(_ operation: ReactorError.Operation) -> ReactorError {
+            let error = ReactorError(errno: errno, operation: operation, address: address)
+            Glibc.close(fd)
+            return error
+        }
+        var one: Int32 = 1
+        let size = socklen_t(MemoryLayout<Int32>.size)
+        if options.reuseAddress, setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, size) != 0 { throw fail(.setOption) }
+        if options.reusePort, setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, size) != 0 { throw fail(.setOption) }
+        if address.family == .ipv6 {
+            var v6only: Int32 = options.ipv6Only ? 1 : 0
+            if setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &v6only, size) != 0 { throw fail(.setOption) }
+        }
+        if address.withSockAddr({ bind(fd, $0, $1) }) != 0 { throw fail(.bind) }
+        if Glibc.listen(fd, options.backlog) != 0 { throw fail(.listen) }
+        let bound = SocketAddress.of(fd: fd, peer: false) ?? address
+        let listener = TCPListener(
+            reactor: self, fd: fd, address: bound, options: options,
+            connectionOptions: connectionOptions, makeHandler: makeHandler)
+        logger.debug("listening on tcp \(bound)")
+        return listener
+    }
+}
