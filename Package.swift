@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .library(name: "ReactorCore", targets: ["ReactorCore"]),
+        .library(name: "ReactorFraming", targets: ["ReactorFraming"]),
         .library(name: "ReactorServices", targets: ["ReactorServices"]),
         .executable(name: "reactor", targets: ["reactor"]),
     ],
@@ -24,11 +25,19 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .target(name: "ReactorServices", dependencies: ["ReactorCore"]),
+        .target(
+            name: "ReactorFraming",
+            dependencies: [
+                "ReactorCore",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(name: "ReactorServices", dependencies: ["ReactorCore", "ReactorFraming"]),
         .executableTarget(
             name: "reactor",
             dependencies: [
                 "ReactorCore",
+                "ReactorFraming",
                 "ReactorServices",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),

@@ -1,4 +1,5 @@
 import CEvent
+import Logging
 
 #if canImport(Glibc)
 import Glibc
@@ -28,7 +29,8 @@ public final class Connection {
         case closed
     }
 
-    unowned(unsafe) let reactor: Reactor
+    /// The reactor that owns the connection.
+    public unowned(unsafe) let reactor: Reactor
     /// The socket. Valid until the connection closes; do not close it yourself.
     public let fileDescriptor: Int32
     /// The remote end's address.
@@ -107,6 +109,9 @@ public final class Connection {
     public var localAddress: SocketAddress? {
         phase == .closed ? nil : SocketAddress.of(fd: fileDescriptor, peer: false)
     }
+
+    /// The reactor's logger.
+    public var logger: Logger { reactor.logger }
 
     /// Bytes written but not yet taken by the kernel.
     public var queuedOutputBytes: Int { output.count }

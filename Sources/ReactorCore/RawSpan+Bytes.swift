@@ -1,4 +1,23 @@
 extension RawSpan {
+    /// The byte at `offset`, bounds-checked.
+    public func byte(at offset: Int) -> UInt8 {
+        precondition(offset >= 0 && offset < byteCount, "byte offset \(offset) out of range 0..<\(byteCount)")
+        return unsafe unsafeLoad(fromByteOffset: offset, as: UInt8.self)
+    }
+
+    /// A big-endian integer stored at `offset` (any alignment), bounds-checked: the
+    /// usual way to read a length or type field in a header.
+    public func loadBigEndian<T: FixedWidthInteger & BitwiseCopyable>(_ type: T.Type, at offset: Int) -> T {
+        precondition(offset >= 0 && offset + MemoryLayout<T>.size <= byteCount, "\(T.self) at offset \(offset) out of range 0..<\(byteCount)")
+        return T(bigEndian: unsafe unsafeLoadUnaligned(fromByteOffset: offset, as: T.self))
+    }
+
+    /// A little-endian integer stored at `offset` (any alignment), bounds-checked.
+    public func loadLittleEndian<T: FixedWidthInteger & BitwiseCopyable>(_ type: T.Type, at offset: Int) -> T {
+        precondition(offset >= 0 && offset + MemoryLayout<T>.size <= byteCount, "\(T.self) at offset \(offset) out of range 0..<\(byteCount)")
+        return T(littleEndian: unsafe unsafeLoadUnaligned(fromByteOffset: offset, as: T.self))
+    }
+
     /// A copy of the bytes, for keeping beyond the callback that lent the span.
     public func copyBytes() -> [UInt8] {
         withUnsafeBytes { Array($0) }

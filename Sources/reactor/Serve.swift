@@ -1,6 +1,7 @@
 import ArgumentParser
 import Logging
 import ReactorCore
+import ReactorFraming
 import ReactorServices
 
 #if canImport(Glibc)
@@ -32,6 +33,14 @@ struct Serve: ParsableCommand {
     @Option(help: "The TCP port; 0 picks a free one (printed on the 'listening' line).")
     var port = 7007
 
+    @Option(help: ArgumentHelp(
+        "How echo splits the stream into frames: \(Framing.spellings.joined(separator: ", ")).",
+        discussion: "Each frame is echoed re-encoded with the same framing. raw echoes bytes as they come."))
+    var framing: Framing = .raw
+
+    @Option(help: "The largest frame accepted, in bytes; a longer one closes that connection.")
+    var maxFrame = FramerLimits.defaultMaxFrameLength
+
     @Option(help: "At most this many open connections; past it, new ones wait in the backlog.")
     var maxConnections = ListenerOptions().maxConnections
 
@@ -46,6 +55,10 @@ struct Serve: ParsableCommand {
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be from 0 to 65535, not \(port)") }
+        guard maxFrame > 0 else { throw ValidationError("--max-frame must be positive") }
+        if case .fixed(let length) = framing, length > maxFrame {
+            throw ValidationError("--framing fixed:\(length) is longer than --max-frame \(maxFrame)")
+        }
         guard maxConnections > 0 else { throw ValidationError("--max-connections must be positive") }
         guard idleTimeout >= 0 else { throw ValidationError("--idle-timeout cannot be negative") }
         guard shutdownTimeout >= 0 else { throw ValidationError("--shutdown-timeout cannot be negative") }
@@ -68,7 +81,11 @@ struct Serve: ParsableCommand {
             connectionOptions.idleTimeout = idleTimeout > 0 ? .milliseconds(Int64(idleTimeout * 1000)) : nil
             let listener = try reactor.listen(
                 host: host, port: port, options: options, connectionOptions: connectionOptions
-            ) { _ in EchoHandler() }
+            ) { [framing, maxFrame] _ -> any ConnectionHandler in
+                framing == .raw
+                    ? EchoHandler()
+                    : FramedConnection(framer: framing.makeFramer(maxFrameLength: maxFrame), handler: FramedEchoHandler())
+            }
             let timeout = Duration.milliseconds(Int64(shutdownTimeout * 1000))
             for signal in [SIGINT, SIGTERM] {
                 try reactor.onSignal(signal) {
@@ -92,6 +109,14 @@ struct CommandFailure: Error, CustomStringConvertible {
 }
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
+
+extension Framing: ExpressibleByArgument {
+    public init?(argument: String) {
+        self.init(parsing: argument)
+    }
+
+    public var defaultValueDescription: String { description }
+}
 
 /// Servers want many descriptors; the soft limit is often far below the hard one.
 func raiseOpenFileLimit(logger: Logger) {

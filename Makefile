@@ -1,0 +1,40 @@
+# Quick start: `make demo` (serve echo, drive load through it, report) and `make test`.
+# Both install libevent-dev through apt-get when pkg-config cannot find libevent_core.
+
+SWIFT ?= swift
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+REACTOR := .build/release/reactor
+
+.PHONY: all deps build release test demo bench bench-echo clean
+
+all: build
+
+deps:
+	@if ! pkg-config --exists libevent_core 2>/dev/null; then \
+		echo "libevent_core not found: installing libevent-dev with apt-get"; \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libevent-dev pkg-config; \
+	fi
+
+build: deps
+	$(SWIFT) build
+
+release: deps
+	$(SWIFT) build -c release --product reactor
+
+test: deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test
+
+demo: release
+	@$(MAKE) -s -C Benchmarks
+	@bash scripts/demo.sh $(REACTOR)
+
+bench: bench-echo
+
+bench-echo: release
+	@$(MAKE) -s -C Benchmarks
+	@REACTOR_BIN=$(REACTOR) bash Benchmarks/echo-bench.sh
+
+clean:
+	rm -rf .build Benchmarks/bin Benchmarks/results

@@ -1,0 +1,84 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Frames that end with a delimiter: `\n` (``line``), `\r\n` (``crlf``), or any byte
+/// sequence. The payload excludes the delimiter; an empty payload is a valid frame.
+///
+/// A frame longer than ``maxFrameLength`` is refused as soon as more than
+/// `maxFrameLength + delimiter.count - 1` bytes have arrived without a delimiter, so a
+/// frame of exactly the maximum whose delimiter is split across reads is still accepted.
+/// Each byte is scanned once however many reads a frame takes (the scan resumes where it
+/// stopped), with `memchr` for the delimiter's first byte.
+public struct DelimiterFramer: Framer, Sendable {
+    /// The delimiter that ends each frame.
+    public let delimiter: [UInt8]
+    public let maxFrameLength: Int
+    private var scanned = 0
+
+    /// `\n`-terminated lines.
+    public static func line(maxFrameLength: Int = FramerLimits.defaultMaxFrameLength) -> DelimiterFramer {
+        DelimiterFramer(delimiter: [0x0A], maxFrameLength: maxFrameLength)
+    }
+
+    /// `\r\n`-terminated lines (Twisted's LineReceiver, SMTP, Redis inline commands).
+    public static func crlf(maxFrameLength: Int = FramerLimits.defaultMaxFrameLength) -> DelimiterFramer {
+        DelimiterFramer(delimiter: [0x0D, 0x0A], maxFrameLength: maxFrameLength)
+    }
+
+    /// A framer for any non-empty delimiter of at most ``FramerLimits/maxHeaderLength`` bytes.
+    public init(delimiter: [UInt8], maxFrameLength: Int = FramerLimits.defaultMaxFrameLength) {
+        precondition(!delimiter.isEmpty && delimiter.count <= FramerLimits.maxHeaderLength, "a delimiter has 1 to \(FramerLimits.maxHeaderLength) bytes")
+        precondition(maxFrameLength >= 0, "maxFrameLength cannot be negative")
+        self.delimiter = delimiter
+        self.maxFrameLength = maxFrameLength
+    }
+
+    public var trailer: [UInt8] { delimiter }
+
+    public mutating func nextFrame(in buffer: RawSpan) throws(FramingError) -> FrameSearch {
+        let count = buffer.byteCount
+        // A delimiter that straddles the previous end may begin up to count-1 bytes back.
+        let from = scanned <= count ? Swift.max(0, scanned - (delimiter.count - 1)) : 0
+        if let at = buffer.withUnsafeBytes({ firstDelimiter(in: $0, from: from) }) {
+            scanned = 0
+            guard at <= maxFrameLength else { throw .frameTooLong(length: at, limit: maxFrameLength) }
+            return .frame(payload: 0..<at, frameLength: at + delimiter.count)
+        }
+        if count - (delimiter.count - 1) > maxFrameLength {
+            scanned = 0
+            throw .frameTooLong(length: nil, limit: maxFrameLength)
+        }
+        scanned = count
+        return .needMore(atLeast: 1)
+    }
+
+    public func encodeHeader(for payload: RawSpan, into header: UnsafeMutableRawBufferPointer) throws(FramingError) -> Int {
+        guard payload.byteCount <= maxFrameLength else {
+            throw .frameTooLong(length: payload.byteCount, limit: maxFrameLength)
+        }
+        if payload.withUnsafeBytes({ firstDelimiter(in: $0, from: 0) }) != nil {
+            throw .unframeablePayload("the payload contains the delimiter")
+        }
+        return 0
+    }
+
+    /// The offset of the first whole delimiter at or after `from`: memchr finds candidates
+    /// for its first byte, memcmp checks the rest.
+    private func firstDelimiter(in bytes: UnsafeRawBufferPointer, from start: Int) -> Int? {
+        guard let base = bytes.baseAddress else { return nil }
+        let first = Int32(delimiter[0])
+        let length = delimiter.count
+        var from = start
+        while from + length <= bytes.count {
+            guard let hit = memchr(base + from, first, bytes.count - from) else { return nil }
+            let at = base.distance(to: UnsafeRawPointer(hit))
+            guard at + length <= bytes.count else { return nil }
+            if length == 1 || delimiter.withUnsafeBytes({ memcmp(base + at, $0.baseAddress!, length) == 0 }) {
+                return at
+            }
+            from = at + 1
+        }
+        return nil
+    }
+}

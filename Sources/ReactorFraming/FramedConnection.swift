@@ -1,0 +1,221 @@
+import Logging
+import ReactorCore
+
+/// Puts a ``Framer`` between a TCP ``Connection`` and a ``FrameHandler``: bytes in,
+/// frames out, and frames in, bytes out.
+///
+/// Install it as the connection's handler:
+///
+/// ```swift
+/// try reactor.listen(host: "127.0.0.1", port: 0) { _ in
+///     FramedConnection(framer: LengthPrefixFramer(width: .four), handler: MyHandler())
+/// }
+/// ```
+///
+/// Frames are delivered straight from the reactor's read buffer when they arrive whole;
+/// only the tail of a read that ends mid-frame is copied, into a per-connection buffer
+/// that exists only while bytes wait in it. Replies sent with ``send(frame:)`` while
+/// frames are being delivered are gathered and written with one syscall after the last
+/// frame of the read.
+///
+/// The handler may, from inside ``FrameHandler/received(frame:on:)``:
+/// - ``pauseDelivery()``: frames already read stay buffered and arrive, in order, after
+///   ``resumeDelivery()``;
+/// - set ``framer``: the bytes not yet framed are framed by the new framer (line mode for
+///   a header, then fixed length or raw for a body).
+public final class FramedConnection: ConnectionHandler {
+    /// The framer applied to the bytes not yet framed. Set it to switch framing
+    /// mid-stream; it takes effect from the next frame, including bytes already received.
+    public var framer: any Framer {
+        didSet { trailer = framer.trailer }
+    }
+
+    /// The code that receives frames.
+    public let handler: any FrameHandler
+
+    /// The underlying connection (nil only before it opens).
+    public private(set) var connection: Connection?
+
+    /// True between ``pauseDelivery()`` and ``resumeDelivery()``.
+    public private(set) var isDeliveryPaused = false
+
+    private var trailer: [UInt8]
+    private var input = InputBuffer()
+    private var isDelivering = false
+    private var hasFailed = false
+    private var resumeScheduled = false
+
+    /// An adapter that frames with `framer` and delivers to `handler`.
+    public init(framer: any Framer, handler: any FrameHandler) {
+        self.framer = framer
+        self.handler = handler
+        self.trailer = framer.trailer
+    }
+
+    // MARK: - For the frame handler
+
+    /// The peer's address.
+    public var peerAddress: SocketAddress { connection!.peerAddress }
+
+    /// The reactor's logger.
+    public var logger: Logger { connection!.logger }
+
+    /// See ``Connection/isWritable``.
+    public var isWritable: Bool { connection?.isWritable ?? false }
+
+    /// Bytes received but not yet delivered as frames (a partial frame, or the rest of a
+    /// paused read).
+    public var bufferedInputBytes: Int { input.count }
+
+    /// Sends `payload` as one frame: the framer's header, the payload, its trailer.
+    ///
+    /// Outside frame delivery the three parts go out in one `sendmsg` without copying;
+    /// during delivery they are queued and flushed with the other replies.
+    ///
+    /// - Returns: false when the connection is closing or closed (the frame is dropped).
+    /// - Throws: ``FramingError`` when the framer cannot frame the payload (over the limit,
+    ///   contains the delimiter, not the fixed length); nothing is sent.
+    @discardableResult
+    public func send(frame payload: RawSpan) throws(FramingError) -> Bool {
+        guard let connection else { return false }
+        return try withUnsafeTemporaryAllocation(byteCount: FramerLimits.maxHeaderLength, alignment: 8) {
+            (header: UnsafeMutableRawBufferPointer) throws(FramingError) -> Bool in
+            let headerLength = try framer.encodeHeader(for: payload, into: header)
+            return payload.withUnsafeBytes { body in
+                trailer.withUnsafeBytes { trailer in
+                    connection.write(prefix: UnsafeRawBufferPointer(rebasing: header[..<headerLength]), body, suffix: trailer)
+                }
+            }
+        }
+    }
+
+    /// Sends an array of bytes as one frame; see ``send(frame:)-(RawSpan)``.
+    @discardableResult
+    public func send(frame payload: [UInt8]) throws(FramingError) -> Bool {
+        try send(frame: payload.span.bytes)
+    }
+
+    /// Sends a string's UTF-8 as one frame; see ``send(frame:)-(RawSpan)``.
+    @discardableResult
+    public func send(frame payload: String) throws(FramingError) -> Bool {
+        try send(frame: Array(payload.utf8))
+    }
+
+    /// Stops delivering frames (and reading from the socket) after the current one.
+    /// Bytes already received stay buffered.
+    public func pauseDelivery() {
+        guard !isDeliveryPaused else { return }
+        isDeliveryPaused = true
+        connection?.pauseReading()
+    }
+
+    /// Delivers the buffered frames, in order, then reads again. The buffered frames
+    /// arrive after the current callback returns, never inside this call.
+    public func resumeDelivery() {
+        guard isDeliveryPaused else { return }
+        isDeliveryPaused = false
+        guard let connection, connection.phase == .open else { return }
+        if input.isEmpty || isDelivering {
+            connection.resumeReading()
+        } else if !resumeScheduled {
+            resumeScheduled = true
+            connection.reactor.runSoon { [self] in
+                resumeScheduled = false
+                guard !isDeliveryPaused, connection.phase == .open else { return }
+                deliverBuffered()
+                if !isDeliveryPaused { connection.resumeReading() }
+            }
+        }
+    }
+
+    /// Closes gracefully; see ``Connection/close()``.
+    public func close() { connection?.close() }
+
+    /// Closes at once, dropping output; see ``Connection/abort()``.
+    public func abort() { connection?.abort() }
+
+    /// Half-closes the sending side; see ``Connection/shutdownOutput()``.
+    public func shutdownOutput() { connection?.shutdownOutput() }
+
+    // MARK: - ConnectionHandler
+
+    public func opened(_ connection: Connection) {
+        self.connection = connection
+        handler.opened(self)
+    }
+
+    public func received(_ bytes: RawSpan, on connection: Connection) {
+        guard !hasFailed else { return }
+        if input.isEmpty, !isDeliveryPaused {
+            bytes.withUnsafeBytes { bytes in
+                let used = connection.withBatchedWrites { deliver(from: bytes) }
+                if used < bytes.count, !hasFailed, connection.phase == .open {
+                    input.append(UnsafeRawBufferPointer(rebasing: bytes[used...]))
+                }
+            }
+        } else {
+            bytes.withUnsafeBytes { input.append($0) }
+            if !isDeliveryPaused { deliverBuffered() }
+        }
+    }
+
+    public func writabilityChanged(_ connection: Connection) {
+        handler.writabilityChanged(self)
+    }
+
+    public func inputClosed(_ connection: Connection) {
+        connection.close()
+    }
+
+    public func closed(_ connection: Connection, reason: CloseReason) {
+        input.release()
+        handler.closed(self, reason: reason)
+    }
+
+    // MARK: - Delivery
+
+    private func deliverBuffered() {
+        guard !isDelivering, let connection else { return }
+        let used = connection.withBatchedWrites { deliver(from: input.bytes) }
+        if hasFailed || connection.phase != .open {
+            input.release()
+        } else {
+            input.consume(used)
+        }
+    }
+
+    /// Delivers whole frames from the front of `bytes` until the bytes run out, delivery
+    /// pauses, the connection closes, or framing fails. Returns the bytes consumed.
+    private func deliver(from bytes: UnsafeRawBufferPointer) -> Int {
+        isDelivering = true
+        defer { isDelivering = false }
+        var offset = 0
+        while offset < bytes.count, !isDeliveryPaused, !hasFailed, connection?.phase == .open {
+            let rest = unsafe RawSpan(_unsafeBytes: UnsafeRawBufferPointer(rebasing: bytes[offset...]))
+            let found: FrameSearch
+            do {
+                found = try framer.nextFrame(in: rest)
+            } catch {
+                hasFailed = true
+                handler.framingFailed(error, on: self)
+                return bytes.count
+            }
+            guard case .frame(let payload, let frameLength) = found else {
+                // Everything buffered belongs to one unfinished frame. Built-in framers
+                // refuse oversized frames themselves; this bounds custom ones too.
+                if rest.byteCount > framer.maxFrameLength + 2 * FramerLimits.maxHeaderLength {
+                    hasFailed = true
+                    handler.framingFailed(.frameTooLong(length: nil, limit: framer.maxFrameLength), on: self)
+                    return bytes.count
+                }
+                break
+            }
+            precondition(
+                frameLength > 0 && frameLength <= rest.byteCount && payload.lowerBound >= 0 && payload.upperBound <= frameLength,
+                "\(type(of: framer)).nextFrame returned frame(payload: \(payload), frameLength: \(frameLength)) for \(rest.byteCount) bytes")
+            offset += frameLength
+            handler.received(frame: rest.extracting(payload), on: self)
+        }
+        return offset
+    }
+}
