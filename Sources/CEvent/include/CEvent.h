@@ -6,11 +6,18 @@
 #ifndef CEVENT_H
 #define CEVENT_H
 
-#include <event2/event.h>
+// System headers first: libevent's event-config.h defines _GNU_SOURCE, and glibc
+// headers first seen under it would declare fd_set and friends differently from
+// Swift's Glibc module, which breaks any Swift file that imports both.
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
+#include <sys/select.h>
+#include <sys/time.h>
 #include <sys/socket.h>
+
+#include <event2/event.h>
 
 /// evtimer_new: an event with no file descriptor, fired only by timeouts or event_active.
 struct event *cevent_timer_new(struct event_base *base, event_callback_fn callback, void *context);
