@@ -61,6 +61,7 @@ public final class Reactor {
     let mailbox: Mailbox
     private var mailboxEvent: OpaquePointer?
     private var shutdownDeadline: ReactorTimer?
+    private var stopRequested = false
 
     /// Creates a reactor on an epoll-backed libevent base.
     ///
@@ -146,7 +147,9 @@ public final class Reactor {
         }
         state = .running
         armTimerEvent()
-        let status = event_base_loop(base, EVLOOP_NO_EXIT_ON_EMPTY)
+        // event_base_loop clears libevent's own break flag on entry, so a stop() that
+        // came before run() is remembered here.
+        let status = stopRequested ? 0 : event_base_loop(base, EVLOOP_NO_EXIT_ON_EMPTY)
         tearDown()
         if status < 0 {
             throw ReactorError(.eventBackend, operation: .run, hint: "event_base_loop failed")
@@ -159,6 +162,7 @@ public final class Reactor {
     /// ``shutdownGracefully(timeout:)`` to let them flush first. Calling `stop()` before
     /// `run()` makes `run()` return at once.
     public func stop() {
+        stopRequested = true
         event_base_loopbreak(base)
     }
 
