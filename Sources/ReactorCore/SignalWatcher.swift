@@ -38,6 +38,13 @@ public final class SignalWatcher {
             Unmanaged<SignalWatcher>.fromOpaque(context!).takeUnretainedValue().body()
         }, Unmanaged.passUnretained(self).toOpaque())
         guard let event, event_add(event, nil) == 0 else { return false }
+        // A process can start with the signal blocked: a parent thread's mask is inherited
+        // (Foundation's Process spawns from threads that block most signals). Blocked in
+        // every thread, the signal would stay pending and the watcher would never run.
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, signal)
+        pthread_sigmask(SIG_UNBLOCK, &set, nil)
         reactor.signalWatchers[ObjectIdentifier(self)] = self
         return true
     }
