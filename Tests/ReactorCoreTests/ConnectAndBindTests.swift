@@ -1,0 +1,146 @@
+// Outgoing connects that fail (refused, timed out, cancelled) and listeners that cannot
+// bind: typed errors that name the address and the cause.
+
+import Foundation
+import ReactorCore
+import ReactorServices
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Starts a non-blocking connect and leaves it in flight; returns the socket.
+private func connectInBackground(to address: SocketAddress) -> Int32 {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    _ = withSockAddr(address) { Glibc.connect(fd, $0, $1) }
+    return fd
+}
+
+/// Connects with the framework from a reactor thread; returns the record the handler fills.
+private func frameworkConnect(
+    to address: SocketAddress, timeout: Duration = .seconds(5)
+) throws -> (ReactorThread, Locked<ConnectionRecord>) {
+    let record = Locked(ConnectionRecord())
+    let (thread, _) = try ReactorThread.start { reactor in
+        reactor.connect(to: address, timeout: timeout, handler: ProbeHandler(record: record))
+        return ()
+    }
+    return (thread, record)
+}
+
+@Suite("Connect and bind errors", .timeLimit(.minutes(1)))
+struct ConnectAndBindTests {
+    @Test("connecting to a port nobody listens on fails with connectionRefused, naming the address", arguments: ["127.0.0.1", "::1"])
+    func connectRefused(host: String) throws {
+        // Bound but not listening: the port stays ours, and the kernel answers SYN with RST.
+        let closedPort = try RawSocket(host: host)
+        let target = try SocketAddress(ip: host, port: closedPort.port)
+        let (thread, record) = try frameworkConnect(to: target)
+        defer { thread.stopAndJoin() }
+        let result = try #require(record.wait(until: { $0.connectFailed != nil }), "connectFailed was not called")
+        let error = try #require(result.connectFailed)
+        #expect(error.code == .connectionRefused)
+        #expect(error.errno == ECONNREFUSED)
+        #expect(error.operation == .connect)
+        #expect(error.address == target)
+        #expect(error.description.contains(target.description), "\(error)")
+        #expect(error.description.contains("refused"), "\(error)")
+        #expect(result.opened == 0)
+        usleep(20_000)
+        #expect(record.value.closed.isEmpty, "closed() must not follow connectFailed()")
+    }
+
+    @Test("a connect nobody answers fails with timedOut after the connect timeout")
+    func connectTimeout() throws {
+        // A listener with backlog 0 that never accepts: once its accept queue holds one
+        // connection, the kernel drops further SYNs, so a connect gets no answer at all.
+        let listener = try RawSocket(listenBacklog: 0)
+        let target = try SocketAddress(ip: "127.0.0.1", port: listener.port)
+        let fillers = (0..<3).map { _ in connectInBackground(to: target) }
+        defer { fillers.forEach { close($0) } }
+        usleep(50_000)
+
+        let started = ContinuousClock.now
+        let (thread, record) = try frameworkConnect(to: target, timeout: .milliseconds(300))
+        defer { thread.stopAndJoin() }
+        let result = try #require(record.wait(until: { $0.connectFailed != nil }), "connectFailed was not called")
+        let elapsed = ContinuousClock.now - started
+        let error = try #require(result.connectFailed)
+        #expect(error.code == .timedOut, "\(error)")
+        #expect(error.address == target)
+        #expect(error.description.contains(target.description), "\(error)")
+        #expect(elapsed >= .milliseconds(250), "gave up before the timeout: \(elapsed)")
+        #expect(result.opened == 0)
+    }
+
+    @Test("a cancelled connect never calls its handler")
+    func connectCancelled() throws {
+        let listener = try RawSocket(listenBacklog: 0)
+        let target = try SocketAddress(ip: "127.0.0.1", port: listener.port)
+        let fillers = (0..<3).map { _ in connectInBackground(to: target) }
+        defer { fillers.forEach { close($0) } }
+        usleep(50_000)
+        let record = Locked(ConnectionRecord())
+        let (thread, wasPending) = try ReactorThread.start { reactor in
+            let pending = reactor.connect(to: target, timeout: .milliseconds(100), handler: ProbeHandler(record: record))
+            let wasPending = pending.isPending
+            pending.cancel()
+            return (wasPending, pending.isPending)
+        }
+        defer { thread.stopAndJoin() }
+        #expect(wasPending == (true, false))
+        usleep(300_000)  // past the connect timeout
+        let seen = record.value
+        #expect(seen.connectFailed == nil)
+        #expect(seen.opened == 0)
+    }
+
+    @Test("binding a port in use throws addressInUse, naming the address", arguments: ["127.0.0.1", "::1"])
+    func bindInUse(host: String) throws {
+        let server = try TestServer.echo(host: host)
+        defer { server.stop() }
+        let error = try onNewThread { () -> ReactorError? in
+            let reactor = try Reactor()
+            do throws(ReactorError) {
+                try reactor.listen(host: host, port: server.port) { _ in EchoHandler() }
+                return nil
+            } catch {
+                return error
+            }
+        }
+        let thrown = try #require(error, "a second listener on the same port must fail")
+        #expect(thrown.code == .addressInUse)
+        #expect(thrown.errno == EADDRINUSE)
+        #expect(thrown.operation == .bind)
+        #expect(thrown.address == server.address)
+        #expect(thrown.description.contains(server.address.description), "\(thrown)")
+        #expect(thrown.description.contains("address already in use"), "\(thrown)")
+    }
+
+    @Test("listening on a host that does not resolve throws invalidAddress, naming the host")
+    func listenBadHost() throws {
+        let error = try onNewThread { () -> ReactorError? in
+            let reactor = try Reactor()
+            do throws(ReactorError) {
+                try reactor.listen(host: "nonsense.invalid", port: 0) { _ in EchoHandler() }
+                return nil
+            } catch {
+                return error
+            }
+        }
+        let thrown = try #require(error)
+        #expect(thrown.code == .invalidAddress)
+        #expect(thrown.description.contains("nonsense.invalid"), "\(thrown)")
+    }
+
+    @Test("listener port 0 picks a real port and accepts on it")
+    func listenerPortZero() throws {
+        let server = try TestServer.echo()
+        defer { server.stop() }
+        #expect(server.port > 0)
+        let client = try TestClient(connectingTo: server.address)
+        try client.send("x")
+        #expect(try client.receive(count: 1) == Array("x".utf8))
+    }
+}

@@ -1,0 +1,313 @@
+// How connections end and how they push back: half-close in both directions, graceful
+// close flushing, abort dropping, idle timeout, the write-buffer limit, and the high
+// watermark pausing reads from a peer that does not read.
+
+import Foundation
+import ReactorCore
+import ReactorServices
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite("Connection lifecycle", .timeLimit(.minutes(1)))
+struct ConnectionLifecycleTests {
+    // MARK: Half-close
+
+    @Test("a client that shuts down its write side still gets every echo, then end of file")
+    func clientHalfClose() throws {
+        let logs = ConnectionLogs()
+        let server = try TestServer.start { _, _ in
+            ProbeHandler(record: logs.add(), inner: EchoHandler(), keepReceivedBytes: false)
+        }
+        defer { server.stop() }
+        let data = pattern(count: 1024 * 1024)
+        let client = try TestClient(connectingTo: server.address)
+        let early = try client.sendWhileReading(data)
+        client.shutdownWrite()  // most echoes are still on their way
+        let (rest, end) = client.receiveUntilEnd(timeout: .seconds(20))
+        let echoed = early + rest
+        #expect(end == .endOfFile)
+        #expect(echoed.count == data.count)
+        #expect(firstPatternMismatch(echoed) == nil)
+        #expect(try logs.closeReason() == .endOfFile)
+        #expect(logs.all[0].inputClosed == 0, "without allowRemoteHalfClosure, inputClosed is not called")
+    }
+
+    @Test("with allowRemoteHalfClosure, inputClosed fires and the server can still write")
+    func remoteHalfClosure() throws {
+        var options = ConnectionOptions()
+        options.allowRemoteHalfClosure = true
+        let logs = ConnectionLogs()
+        let server = try TestServer.start(connectionOptions: options) { reactor, _ in
+            let record = logs.add()
+            let handler = ProbeHandler(record: record)
+            handler.onInputClosed = { connection in
+                let count = record.value.receivedCount
+                let inputClosed = connection.isInputClosed
+                record.update { $0.notes.append("isInputClosed: \(inputClosed)") }
+                connection.write("got \(count) bytes\n")
+                // Still open for writing later, not just inside the hook.
+                reactor.schedule(after: .milliseconds(20)) { _ in
+                    connection.write("still here\n")
+                    connection.close()
+                }
+            }
+            return handler
+        }
+        defer { server.stop() }
+        let client = try TestClient(connectingTo: server.address)
+        try client.send("abc")
+        client.shutdownWrite()
+        let (reply, end) = client.receiveUntilEnd()
+        #expect(String(decoding: reply, as: UTF8.self) == "got 3 bytes\nstill here\n")
+        #expect(end == .endOfFile)
+        #expect(try logs.closeReason() == .closed)
+        let record = logs.all[0]
+        #expect(record.inputClosed == 1)
+        #expect(record.received == Array("abc".utf8))
+        #expect(record.notes == ["isInputClosed: true"])
+    }
+
+    @Test("shutdownOutput gives the client end of file while the server still reads")
+    func serverShutdownOutput() throws {
+        let logs = ConnectionLogs()
+        let server = try TestServer.start { _, _ in
+            let record = logs.add()
+            let handler = ProbeHandler(record: record)
+            handler.onOpened = { connection in
+                connection.write("hello\n")
+                connection.shutdownOutput()
+                let refused = !connection.write("too late")
+                let shut = connection.isOutputShutdown
+                record.update { $0.notes.append("write refused: \(refused), isOutputShutdown: \(shut)") }
+            }
+            return handler
+        }
+        defer { server.stop() }
+        let client = try TestClient(connectingTo: server.address)
+        let (greeting, end) = client.receiveUntilEnd()
+        #expect(String(decoding: greeting, as: UTF8.self) == "hello\n")
+        #expect(end == .endOfFile)
+        // The server's read side is still open.
+        try client.send("ping")
+        let record = try logs.record()
+        #expect(record.wait(until: { $0.received == Array("ping".utf8) }) != nil, "the server stopped reading after shutdownOutput")
+        #expect(record.value.closed.isEmpty)
+        #expect(record.value.notes == ["write refused: true, isOutputShutdown: true"])
+        client.close()
+        #expect(try logs.closeReason() == .endOfFile)
+    }
+
+    // MARK: Close and abort
+
+    @Test("close() flushes everything queued before the end of file")
+    func gracefulCloseFlushes() throws {
+        let size = 8 * 1024 * 1024
+        let logs = ConnectionLogs()
+        let server = try TestServer.start { _, _ in
+            let record = logs.add()
+            let handler = ProbeHandler(record: record)
+            handler.onOpened = { connection in
+                connection.write(pattern(count: size))
+                let queued = connection.queuedOutputBytes
+                connection.close()
+                let phase = connection.phase
+                record.update { $0.notes = ["queued at close: \(queued)", "phase: \(phase)"] }
+            }
+            return handler
+        }
+        defer { server.stop() }
+        let client = try TestClient(connectingTo: server.address, receiveBuffer: 64 * 1024)
+        let record = try logs.record()
+        let (bytes, end) = client.receiveUntilEnd(timeout: .seconds(30))
+        #expect(end == .endOfFile)
+        #expect(bytes.count == size)
+        #expect(firstPatternMismatch(bytes) == nil)
+        client.close()
+        #expect(try logs.closeReason() == .closed)
+        let notes = record.value.notes
+        #expect(notes.count == 2)
+        let queued = notes.first.flatMap { Int($0.split(separator: " ").last ?? "") } ?? 0
+        #expect(queued > 0, "the test needs close() to find output still queued: \(notes)")
+        #expect(notes.last == "phase: closing")
+    }
+
+    @Test("abort() drops queued output and resets the connection")
+    func abortDrops() throws {
+        let size = 8 * 1024 * 1024
+        let logs = ConnectionLogs()
+        let server = try TestServer.start { _, _ in
+            let record = logs.add()
+            let handler = ProbeHandler(record: record)
+            handler.onOpened = { connection in
+                connection.write(pattern(count: size))
+                let queued = connection.queuedOutputBytes
+                connection.abort()
+                record.update { $0.notes = ["\(queued)"] }
+            }
+            return handler
+        }
+        defer { server.stop() }
+        let client = try TestClient(connectingTo: server.address, receiveBuffer: 64 * 1024)
+        #expect(try logs.closeReason() == .aborted)
+        let (bytes, end) = client.receiveUntilEnd(timeout: .seconds(10))
+        #expect(end == .reset, "the client should see a reset, not a clean end of file")
+        #expect(bytes.count < size, "abort must drop what was queued")
+        #expect(firstPatternMismatch(bytes) == nil, "what did arrive is a prefix of what was written")
+        let queued = Int(logs.all[0].notes.first ?? "") ?? 0
+        #expect(queued > 0, "the test needs abort() to find output still queued")
+    }
+
+    // MARK: Limits
+
+    @Test("an idle connection is closed with .timedOut")
+    func idleTimeout() throws {
+        var options = ConnectionOptions()
+        options.idleTimeout = .milliseconds(100)
+        let logs = ConnectionLogs()
+        let server = try TestServer.start(connectionOptions: options) { _, _ in
+            ProbeHandler(record: logs.add(), inner: EchoHandler())
+        }
+        defer { server.stop() }
+        let started = ContinuousClock.now
+        let client = try TestClient(connectingTo: server.address)
+        let (bytes, end) = client.receiveUntilEnd(timeout: .seconds(5))
+        let elapsed = ContinuousClock.now - started
+        #expect(bytes.isEmpty)
+        #expect(end == .endOfFile)
+        #expect(elapsed >= .milliseconds(90), "closed before the idle timeout: \(elapsed)")
+        #expect(try logs.closeReason() == .timedOut)
+    }
+
+    @Test("traffic keeps a connection with an idle timeout open")
+    func activityDefersIdleTimeout() throws {
+        var options = ConnectionOptions()
+        options.idleTimeout = .milliseconds(400)
+        let logs = ConnectionLogs()
+        let server = try TestServer.start(connectionOptions: options) { _, _ in
+            ProbeHandler(record: logs.add(), inner: EchoHandler())
+        }
+        defer { server.stop() }
+        let client = try TestClient(connectingTo: server.address)
+        // 1 s of traffic, a byte every 40 ms: well over the timeout in total, never idle for it.
+        for _ in 0..<25 {
+            try client.send([42])
+            #expect(try client.receive(count: 1) == [42])
+            usleep(40_000)
+        }
+        #expect(logs.all[0].closed.isEmpty, "closed while traffic was flowing")
+        #expect(client.receiveUntilEnd(timeout: .seconds(5)).end == .endOfFile)
+        #expect(try logs.closeReason() == .timedOut)
+    }
+
+    @Test("queuing past writeBufferLimit aborts the connection with that reason")
+    func writeBufferLimitExceeded() throws {
+        var options = ConnectionOptions()
+        options.writeBufferHighWatermark = 64 * 1024
+        options.writeBufferLowWatermark = 32 * 1024
+        options.writeBufferLimit = 256 * 1024
+        let logs = ConnectionLogs()
+        let server = try TestServer.start(connectionOptions: options) { _, _ in
+            let record = logs.add()
+            let handler = ProbeHandler(record: record)
+            handler.onOpened = { connection in
+                // A handler that ignores writability: write until a write is refused.
+                let chunk = pattern(count: 64 * 1024)
+                var accepted = 0
+                while accepted < 1024, connection.write(chunk) { accepted += 1 }
+                let maxQueued = connection.queuedOutputBytes
+                record.update { $0.notes = ["accepted \(accepted)", "queued after \(maxQueued)"] }
+            }
+            return handler
+        }
+        defer { server.stop() }
+        let client = try TestClient(connectingTo: server.address, receiveBuffer: 16 * 1024)
+        #expect(try logs.closeReason() == .writeBufferLimitExceeded)
+        let notes = logs.all[0].notes
+        #expect(notes.first != "accepted 1024", "writes were never refused: \(notes)")
+        #expect(notes.last == "queued after 0", "an aborted connection holds no output: \(notes)")
+        #expect(logs.all[0].maxQueued <= options.writeBufferLimit)
+        #expect(client.receiveUntilEnd(timeout: .seconds(10)).end == .reset)
+    }
+
+    @Test("a peer that does not read hits the high watermark; echo pauses reading, then delivers everything")
+    func nonReadingPeerPausesReading() throws {
+        let logs = ConnectionLogs()
+        let connectionOptions = ConnectionOptions()
+        let server = try TestServer.start { _, _ in
+            logs.probe(inner: EchoHandler(), keepReceivedBytes: false)
+        }
+        defer { server.stop() }
+        let client = try TestClient(connectingTo: server.address, receiveBuffer: 128 * 1024, sendBuffer: 128 * 1024)
+        let record = try logs.record()
+
+        // Write, never read, until nothing more is taken for 300 ms and the server has
+        // said it is not writable: every buffer on the way is full and it stopped reading.
+        let chunkSize = 64 * 1024
+        let cap = 64 * 1024 * 1024
+        var sent = 0
+        var chunk = pattern(count: chunkSize)
+        let writing = Deadline(.seconds(30))
+        while sent < cap, !writing.hasPassed {
+            let taken = try chunk.withUnsafeBytes { try client.sendAvailable($0) }
+            if taken > 0 {
+                sent += taken
+                chunk = pattern(count: chunkSize, offset: sent)
+                continue
+            }
+            if client.waitWritable(timeout: .milliseconds(300)) { continue }
+            // Stalled. A server that is merely slow (a loaded machine) may not have caught
+            // up yet; give it time to report before deciding.
+            if record.wait(timeout: .seconds(2), until: { !$0.writabilityChanges.isEmpty }) != nil { break }
+        }
+        try #require(sent < cap, "the server kept taking bytes from a peer that never reads (\(sent) bytes)")
+        try #require(!writing.hasPassed, "the client could neither stall the server nor finish writing")
+
+        let bound = connectionOptions.writeBufferHighWatermark + Reactor.defaultReadBufferSize
+        let paused = try #require(record.value.writabilityChanges.first, "the server never became not writable")
+        #expect(paused.writable == false)
+        #expect(paused.readingPaused == true, "echo must pause reading when not writable")
+        let (writable, readingPaused, queued) = try serverState(server, logs: logs)
+        #expect(writable == false)
+        #expect(readingPaused == true)
+        #expect(queued > connectionOptions.writeBufferLowWatermark, "not writable means more than the low watermark queued")
+        #expect(queued <= bound, "the output queue grew past the high watermark plus one read")
+        #expect(record.value.maxQueued <= bound, "the output queue peaked at \(record.value.maxQueued)")
+
+        // Now read: everything sent comes back, in order, and the server recovers.
+        var received = 0
+        var mismatch: Int?
+        let deadline = Deadline(.seconds(30))
+        while received < sent, !deadline.hasPassed {
+            let (bytes, end) = client.receiveSome(max: 256 * 1024, timeout: .milliseconds(Int(deadline.remainingMilliseconds)))
+            if let end {
+                Issue.record("the stream ended (\(end)) after \(received) of \(sent) bytes")
+                break
+            }
+            if mismatch == nil, let at = firstPatternMismatch(bytes, offset: received) { mismatch = received + at }
+            received += bytes.count
+        }
+        #expect(received == sent)
+        #expect(mismatch == nil, "the echo differs from what was sent at byte \(mismatch ?? -1)")
+        let resumed = try #require(record.wait(until: { $0.writabilityChanges.count >= 2 }))
+        #expect(resumed.writabilityChanges.last?.writable == true)
+        #expect(resumed.writabilityChanges.last?.readingPaused == false, "echo must resume reading when writable again")
+        #expect(resumed.maxQueued <= bound)
+        let (writableAfter, pausedAfter, _) = try serverState(server, logs: logs)
+        #expect(writableAfter == true)
+        #expect(pausedAfter == false)
+    }
+
+    /// The server connection's (isWritable, isReadingPaused, queuedOutputBytes), read on
+    /// the reactor thread.
+    private func serverState(_ server: TestServer, logs: ConnectionLogs) throws -> (Bool, Bool, Int) {
+        let slot = logs.connection(0)
+        let state = try server.handle.sync { _ in
+            slot.value.map { ($0.isWritable, $0.isReadingPaused, $0.queuedOutputBytes) }
+        }
+        guard let state else { throw TestFailure("the server connection has closed") }
+        return state
+    }
+}
