@@ -143,4 +143,25 @@ struct ConnectAndBindTests {
         try client.send("x")
         #expect(try client.receive(count: 1) == Array("x".utf8))
     }
+
+    @Test("closing a listener refuses new connections but keeps the accepted ones")
+    func closeListenerKeepsConnections() throws {
+        let listener = ReactorBound<TCPListener?>(nil)
+        let (thread, address) = try ReactorThread.start { reactor in
+            listener.value = try reactor.listen(host: "127.0.0.1", port: 0) { _ in EchoHandler() }
+            return listener.value!.address
+        }
+        defer { thread.stopAndJoin() }
+        let client = try TestClient(connectingTo: address)
+        try client.send("a")
+        #expect(try client.receive(count: 1) == Array("a".utf8))
+        let listening = try thread.handle.sync { _ in
+            listener.value?.close()
+            return listener.value?.isListening
+        }
+        #expect(listening == false)
+        #expect(throws: TestFailure.self) { try TestClient(connectingTo: address, timeout: .seconds(1)) }
+        try client.send("b")
+        #expect(try client.receive(count: 1) == Array("b".utf8), "an accepted connection died with its listener")
+    }
 }

@@ -160,6 +160,151 @@ struct ConnectionLifecycleTests {
         #expect(queued > 0, "the test needs abort() to find output still queued")
     }
 
+    @Test("shutdownOutput after a large write sends everything first, then end of file")
+    func shutdownOutputFlushesFirst() throws {
+        let size = 4 * 1024 * 1024
+        let logs = ConnectionLogs()
+        let server = try TestServer.start { _, _ in
+            let handler = logs.probe()
+            handler.onOpened = { connection in
+                connection.write(pattern(count: size))
+                connection.shutdownOutput()
+            }
+            return handler
+        }
+        defer { server.stop() }
+        let client = try TestClient(connectingTo: server.address, receiveBuffer: 64 * 1024)
+        let (bytes, end) = client.receiveUntilEnd(timeout: .seconds(20))
+        #expect(end == .endOfFile)
+        #expect(bytes.count == size)
+        #expect(firstPatternMismatch(bytes) == nil)
+        try client.send("still listening?")
+        #expect(try logs.record().wait(until: { $0.received == Array("still listening?".utf8) }) != nil)
+        client.close()
+        #expect(try logs.closeReason() == .endOfFile)
+    }
+
+    @Test("a graceful close the peer does not let finish times out with .timedOut and a reset")
+    func closeTimeout() throws {
+        var options = ConnectionOptions()
+        options.closeTimeout = .milliseconds(200)
+        let logs = ConnectionLogs()
+        let server = try TestServer.start(connectionOptions: options) { _, _ in
+            let handler = logs.probe()
+            handler.onOpened = { connection in
+                connection.write(pattern(count: 8 * 1024 * 1024))
+                connection.close()
+            }
+            return handler
+        }
+        defer { server.stop() }
+        // Never reads, never closes: the flush cannot finish.
+        let client = try TestClient(connectingTo: server.address, receiveBuffer: 16 * 1024)
+        #expect(try logs.closeReason() == .timedOut)
+        #expect(client.receiveUntilEnd(timeout: .seconds(10)).end == .reset)
+    }
+
+    @Test("a graceful close waits for the peer's FIN, and times out if it never comes")
+    func closeLingersForPeerFIN() throws {
+        var options = ConnectionOptions()
+        options.closeTimeout = .milliseconds(300)
+        let logs = ConnectionLogs()
+        let server = try TestServer.start(connectionOptions: options) { _, _ in
+            let handler = logs.probe()
+            handler.onOpened = { connection in
+                connection.write("bye\n")
+                connection.close()
+            }
+            return handler
+        }
+        defer { server.stop() }
+        let client = try TestClient(connectingTo: server.address)
+        let (bytes, end) = client.receiveUntilEnd()
+        #expect(String(decoding: bytes, as: UTF8.self) == "bye\n")
+        #expect(end == .endOfFile)
+        // Bytes sent to a lingering connection are discarded, not delivered.
+        try client.send("ignored")
+        #expect(try logs.closeReason() == .timedOut, "without the peer's FIN the close cannot complete")
+        #expect(logs.all[0].received.isEmpty)
+    }
+
+    @Test("a peer reset closes the connection with .reset")
+    func peerReset() throws {
+        let logs = ConnectionLogs()
+        let server = try TestServer.start { _, _ in logs.probe(inner: EchoHandler()) }
+        defer { server.stop() }
+        let client = try TestClient(connectingTo: server.address)
+        try client.send("x")
+        _ = try client.receive(count: 1)
+        client.reset()
+        #expect(try logs.closeReason() == .reset)
+    }
+
+    @Test("writing to a peer that has gone closes with .reset, not a crash (no SIGPIPE)")
+    func writeToVanishedPeer() throws {
+        let logs = ConnectionLogs()
+        let server = try TestServer.start { reactor, _ in
+            let handler = logs.probe()
+            handler.onReceived = { _, connection in
+                // Keep writing every millisecond until the connection dies.
+                reactor.schedule(after: .milliseconds(1), repeating: .milliseconds(1)) { timer in
+                    if !connection.write(pattern(count: 1024)) { timer.cancel() }
+                }
+            }
+            return handler
+        }
+        defer { server.stop() }
+        let client = try TestClient(connectingTo: server.address)
+        try client.send("start")
+        _ = try client.receive(count: 1024)
+        client.reset()
+        #expect(try logs.closeReason() == .reset)
+    }
+
+    @Test("pauseReading stops delivery and resumeReading brings the waiting bytes")
+    func pauseAndResumeReading() throws {
+        let logs = ConnectionLogs()
+        let server = try TestServer.start { _, _ in
+            let handler = logs.probe()
+            handler.onOpened = { connection in connection.pauseReading() }
+            return handler
+        }
+        defer { server.stop() }
+        let client = try TestClient(connectingTo: server.address)
+        try client.send("held back")
+        let record = try logs.record()
+        usleep(100_000)
+        #expect(record.value.receivedCount == 0, "bytes were delivered while reading was paused")
+        let slot = logs.connection()
+        let paused = try server.handle.sync { _ in
+            let paused = slot.value?.isReadingPaused
+            slot.value?.resumeReading()
+            return paused
+        }
+        #expect(paused == true)
+        #expect(record.wait(until: { $0.received == Array("held back".utf8) }) != nil, "resumeReading did not deliver the waiting bytes")
+    }
+
+    @Test("with allowRemoteHalfClosure, the default inputClosed closes after flushing")
+    func remoteHalfClosureDefault() throws {
+        var options = ConnectionOptions()
+        options.allowRemoteHalfClosure = true
+        let logs = ConnectionLogs()
+        let server = try TestServer.start(connectionOptions: options) { _, _ in
+            logs.probe(inner: EchoHandler())
+        }
+        defer { server.stop() }
+        let client = try TestClient(connectingTo: server.address)
+        try client.send("last words")
+        client.shutdownWrite()
+        let (bytes, end) = client.receiveUntilEnd()
+        #expect(String(decoding: bytes, as: UTF8.self) == "last words")
+        #expect(end == .endOfFile)
+        client.close()
+        #expect(try logs.closeReason() == .closed)
+        #expect(logs.all[0].inputClosed == 1)
+    }
+
     // MARK: Limits
 
     @Test("an idle connection is closed with .timedOut")

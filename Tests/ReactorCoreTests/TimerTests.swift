@@ -74,6 +74,35 @@ struct TimerTests {
         Issue.record("could not schedule 50 timers within \(spacing) in 5 attempts")
     }
 
+    @Test("cancelling half of 200 timers leaves the others firing in order, the cancelled never")
+    func cancelManyKeepsOrder() throws {
+        // Delays 0..<100 ms, each used twice; every other timer (by a fixed shuffle) is
+        // cancelled, which removes entries from the middle of the heap.
+        let delays = (0..<200).map { ($0 * 73) % 100 }
+        let cancelled = Set((0..<200).filter { ($0 * 31) % 200 < 100 })
+        let spacing = Duration.milliseconds(1)
+        for _ in 0..<5 {
+            let (fired, schedulingTook) = try runLoop { reactor in
+                var fired: [Int] = []
+                var timers: [ReactorTimer] = []
+                let started = ContinuousClock.now
+                for (index, delay) in delays.enumerated() {
+                    timers.append(reactor.schedule(after: spacing * delay) { _ in fired.append(index) })
+                }
+                let took = ContinuousClock.now - started
+                for index in cancelled { timers[index].cancel() }
+                reactor.schedule(after: spacing * 100 + .milliseconds(20)) { _ in reactor.stop() }
+                return { (fired, took) }
+            }
+            if schedulingTook >= spacing { continue }
+            // Expected: by delay, and for equal delays in scheduling order.
+            let expected = delays.indices.filter { !cancelled.contains($0) }.sorted { (delays[$0], $0) < (delays[$1], $1) }
+            #expect(fired == expected)
+            return
+        }
+        Issue.record("could not schedule 200 timers within \(spacing) in 5 attempts")
+    }
+
     @Test("timers with the same delay fire in the order they were scheduled")
     func sameDeadlineFIFO() throws {
         let fired = try runLoop { reactor in
