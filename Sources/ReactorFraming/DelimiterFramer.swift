@@ -60,7 +60,22 @@ public struct DelimiterFramer: Framer, Sendable {
         if payload.withUnsafeBytes({ firstDelimiter(in: $0, from: 0) }) != nil {
             throw .unframeablePayload("the payload contains the delimiter")
         }
+        if payload.withUnsafeBytes({ endsWithDelimiterStart($0) }) {
+            throw .unframeablePayload("the payload ends with bytes that form the delimiter with its first bytes")
+        }
         return 0
+    }
+
+    /// True when a delimiter would begin in the last bytes of `payload` and end inside the
+    /// trailer, so the peer would cut the frame short. Only delimiters that overlap
+    /// themselves allow it: "x--END" + "--END--" holds "--END--" at offset 1.
+    private func endsWithDelimiterStart(_ payload: UnsafeRawBufferPointer) -> Bool {
+        let length = delimiter.count
+        for inPayload in stride(from: 1, to: Swift.min(length, payload.count + 1), by: 1)
+        where delimiter[inPayload...].elementsEqual(delimiter[..<(length - inPayload)]) {
+            if payload[(payload.count - inPayload)...].elementsEqual(delimiter[..<inPayload]) { return true }
+        }
+        return false
     }
 
     /// The offset of the first whole delimiter at or after `from`: memchr finds candidates
