@@ -175,9 +175,9 @@ public final class Connection {
     }
 
     /// Closes gracefully: stops reading, sends everything queued, shuts down output,
-    /// waits briefly for the peer's FIN, then closes the socket. The handler hears
-    /// ``CloseReason/closed``, or ``CloseReason/timedOut`` if this takes longer than
-    /// ``ConnectionOptions/closeTimeout``.
+    /// waits for the peer's FIN (at most ``ConnectionOptions/lingerTimeout``), then closes
+    /// the socket. The handler hears ``CloseReason/closed``, or ``CloseReason/timedOut``
+    /// if flushing takes longer than ``ConnectionOptions/closeTimeout``.
     public func close() {
         guard phase == .open else { return }
         closeReason = .closed
@@ -394,9 +394,12 @@ public final class Connection {
         Glibc.shutdown(fileDescriptor, Int32(SHUT_WR))
         if isInputClosed {
             finish(closeReason)
-        } else {
-            updateReadInterest()
+            return
         }
+        updateReadInterest()
+        // Everything owed is sent; the wait for the peer's FIN is a courtesy, kept short.
+        closeTimer?.cancel()
+        closeTimer = reactor.schedule(after: config.options.lingerTimeout) { [unowned self] _ in finish(closeReason) }
     }
 
     private func shutdownSendingSide() {

@@ -16,9 +16,13 @@ public struct ConnectionOptions: Sendable, Equatable {
     /// Close a connection that has moved no bytes in either direction for this long
     /// (default nil: no idle timeout).
     public var idleTimeout: Duration? = nil
-    /// How long a graceful close may take to flush output and see the peer's FIN before
-    /// the connection is aborted (default 30 s).
+    /// How long a graceful close may take to flush queued output before the connection
+    /// is aborted with ``CloseReason/timedOut`` (default 30 s).
     public var closeTimeout: Duration = .seconds(30)
+    /// After a graceful close has flushed and sent FIN, how long to wait for the peer's
+    /// FIN before closing the socket anyway (default 2 s). Closing with the peer's data
+    /// unread makes the kernel send RST, which can destroy replies the peer has not read.
+    public var lingerTimeout: Duration = .seconds(2)
 
     /// The defaults.
     public init() {}
@@ -34,6 +38,9 @@ public struct ConnectionOptions: Sendable, Equatable {
             throw ReactorError(
                 .invalidState, operation: .setOption,
                 hint: "writeBufferLimit (\(writeBufferLimit)) must be at least writeBufferHighWatermark (\(writeBufferHighWatermark))")
+        }
+        guard closeTimeout > .zero, lingerTimeout >= .zero else {
+            throw ReactorError(.invalidState, operation: .setOption, hint: "closeTimeout must be positive and lingerTimeout not negative")
         }
         if let idleTimeout, idleTimeout <= .zero {
             throw ReactorError(.invalidState, operation: .setOption, hint: "idleTimeout must be positive")

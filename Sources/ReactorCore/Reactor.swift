@@ -54,7 +54,7 @@ public final class Reactor {
     var signalWatchers: [ObjectIdentifier: SignalWatcher] = [:]
     var pendingConnects: [ObjectIdentifier: PendingConnect] = [:]
 
-    var timers = TimerQueue()
+    let timers = TimerQueue()
     private var timerEvent: OpaquePointer?
     private var soonEvent: OpaquePointer?
     private var soonQueue: [() -> Void] = []
@@ -119,6 +119,7 @@ public final class Reactor {
     }
 
     deinit {
+        mailbox.closeDropping()
         tearDown()
         for event in [timerEvent, soonEvent, mailboxEvent] where event != nil { event_free(event) }
         event_base_free(base)
@@ -282,13 +283,13 @@ public final class Reactor {
     private func tearDown() {
         guard state != .stopped else { return }
         state = .stopped
+        // Work other threads queued before this point was promised to run; later posts
+        // are refused.
+        for job in mailbox.close() { job(self) }
         for (_, listener) in listeners { listener.close() }
         for (_, pending) in pendingConnects { pending.cancel() }
         for connection in connections { connection?.abortForTeardown() }
         for (_, watcher) in signalWatchers { watcher.cancel() }
-        // Work queued from other threads after this point is refused; work already queued
-        // is dropped with the loop it was meant for.
-        _ = mailbox.close()
         timers.removeAll()
         event_del(timerEvent)
         runSoonQueue()

@@ -13,7 +13,9 @@ import Glibc
 /// ```
 ///
 /// Work runs on the reactor thread in submission order, and wakes the loop at once.
-/// After the reactor stops, `execute` returns false and the work is not run.
+/// Work accepted (`execute` returned true) always runs: if the reactor stops first, it
+/// runs as the reactor shuts down, with ``Reactor/state`` already `.stopped`. After
+/// that, `execute` returns false and the work is not run.
 public struct ReactorHandle: Sendable {
     let mailbox: Mailbox
 
@@ -107,18 +109,26 @@ final class Mailbox: Sendable {
         }
     }
 
-    /// Refuses further posts and tells submitters whose jobs will never run.
-    func close() -> Int {
-        let (dropped, handlers) = state.withLock { state in
+    /// Refuses further posts and returns the jobs still queued, to run now.
+    func close() -> [Job] {
+        state.withLock { state in
             state.closed = true
-            defer {
-                state.jobs.removeAll()
-                state.dropHandlers.removeAll()
-            }
-            return (state.jobs.count, state.dropHandlers)
+            state.dropHandlers.removeAll()
+            defer { state.jobs.removeAll() }
+            return state.jobs
+        }
+    }
+
+    /// Refuses further posts and drops the queued jobs, telling their submitters; for a
+    /// reactor freed without running, which cannot lend itself to the jobs.
+    func closeDropping() {
+        let handlers = state.withLock { state in
+            state.closed = true
+            state.jobs.removeAll()
+            defer { state.dropHandlers.removeAll() }
+            return state.dropHandlers
         }
         for handler in handlers { handler() }
-        return dropped
     }
 
     /// Resumes a continuation exactly once, from whichever side gets there first.

@@ -24,6 +24,8 @@ public final class ReactorTimer {
     /// one-shot timer fired, does nothing.
     public func cancel() {
         body = nil
+        // A timer that is not scheduled may have outlived its reactor: leave it alone.
+        guard heapIndex >= 0 else { return }
         reactor.cancel(self)
     }
 }

@@ -29,7 +29,8 @@ public final class SignalWatcher {
     /// Stops watching; the signal gets its previous disposition back.
     public func cancel() {
         guard let event else { return }
-        event_del(event)
+        event_free(event)  // also removes it from the loop
+        self.event = nil
         reactor.signalWatchers[ObjectIdentifier(self)] = nil
     }
 

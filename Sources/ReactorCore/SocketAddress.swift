@@ -34,9 +34,10 @@ public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
                 hint: "a port is a number from 0 to 65535")
         }
         var text = ip
-        if text.hasPrefix("["), text.hasSuffix("]") { text = String(text.dropFirst().dropLast()) }
+        let bracketed = text.hasPrefix("[") && text.hasSuffix("]")
+        if bracketed { text = String(text.dropFirst().dropLast()) }
         var v4 = sockaddr_in()
-        if inet_pton(AF_INET, text, &v4.sin_addr) == 1 {
+        if !bracketed, inet_pton(AF_INET, text, &v4.sin_addr) == 1 {
             v4.sin_family = sa_family_t(AF_INET)
             v4.sin_port = in_port_t(UInt16(port).bigEndian)
             storage = .v4(v4)

@@ -59,7 +59,8 @@ public final class TCPListener {
     private var retryDelay: Duration = .milliseconds(10)
     private var pausedSince: UInt64 = 0
     private var pausedForFiles = false
-    private var limitLogged = false
+    private var lastLimitWarning: UInt64 = 0
+    private var resumeScheduled = false
 
     init(
         reactor: Reactor, fd: Int32, address: SocketAddress, options: ListenerOptions,
@@ -150,8 +151,9 @@ public final class TCPListener {
             }
             retryTimer = reactor.schedule(after: retryDelay) { [unowned self] _ in resumeAccepting() }
             retryDelay = min(retryDelay * 2, .seconds(1))
-        } else if !limitLogged {
-            limitLogged = true
+        } else if Reactor.now &- lastLimitWarning > 60_000_000_000 || lastLimitWarning == 0 {
+            // Hovering at the limit pauses and resumes with every close: warn once a minute.
+            lastLimitWarning = Reactor.now
             reactor.logger.warning("listener \(address): accept paused: \(reason)")
         }
     }
@@ -173,10 +175,17 @@ public final class TCPListener {
     }
 
     /// One of this listener's connections closed: a descriptor and a slot are free.
+    /// Accepting resumes after the current callback, so a new connection never opens
+    /// inside the call that closed another.
     func connectionClosed() {
         connectionCount -= 1
-        if limitLogged, connectionCount <= options.maxConnections * 9 / 10 { limitLogged = false }
-        if isAcceptPaused { resumeAccepting() }
+        if isAcceptPaused, !resumeScheduled {
+            resumeScheduled = true
+            reactor.runSoon { [self] in
+                resumeScheduled = false
+                resumeAccepting()
+            }
+        }
     }
 }
 
