@@ -204,10 +204,10 @@ struct ConnectionLifecycleTests {
         #expect(client.receiveUntilEnd(timeout: .seconds(10)).end == .reset)
     }
 
-    @Test("a graceful close waits for the peer's FIN, and times out if it never comes")
+    @Test("a graceful close waits for the peer's FIN, at most lingerTimeout, then closes cleanly")
     func closeLingersForPeerFIN() throws {
         var options = ConnectionOptions()
-        options.closeTimeout = .milliseconds(300)
+        options.lingerTimeout = .milliseconds(300)
         let logs = ConnectionLogs()
         let server = try TestServer.start(connectionOptions: options) { _, _ in
             let handler = logs.probe()
@@ -224,7 +224,8 @@ struct ConnectionLifecycleTests {
         #expect(end == .endOfFile)
         // Bytes sent to a lingering connection are discarded, not delivered.
         try client.send("ignored")
-        #expect(try logs.closeReason() == .timedOut, "without the peer's FIN the close cannot complete")
+        // Everything owed was sent before the wait, so giving up on the FIN is still a clean close.
+        #expect(try logs.closeReason() == .closed)
         #expect(logs.all[0].received.isEmpty)
     }
 
