@@ -8,11 +8,13 @@ let package = Package(
         .library(name: "ReactorCore", targets: ["ReactorCore"]),
         .library(name: "ReactorFraming", targets: ["ReactorFraming"]),
         .library(name: "ReactorServices", targets: ["ReactorServices"]),
+        .library(name: "ReactorLifecycle", targets: ["ReactorLifecycle"]),
         .executable(name: "reactor", targets: ["reactor"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.0"),
     ],
     targets: [
@@ -34,6 +36,14 @@ let package = Package(
             ]
         ),
         .target(name: "ReactorServices", dependencies: ["ReactorCore", "ReactorFraming"]),
+        .target(
+            name: "ReactorLifecycle",
+            dependencies: [
+                "ReactorCore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         .executableTarget(
             name: "reactor",
             dependencies: [
@@ -43,6 +53,18 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
+        ),
+        .testTarget(
+            name: "ReactorLifecycleTests",
+            dependencies: [
+                "ReactorLifecycle",
+                "ReactorServices",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .testTarget(
+            name: "DocsTests",
+            dependencies: ["ReactorCore", "ReactorFraming"]
         ),
         .testTarget(
             name: "ReactorFramingTests",

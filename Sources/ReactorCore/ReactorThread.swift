@@ -1,5 +1,7 @@
 import CEvent
 import Dispatch
+import Logging
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -19,10 +21,12 @@ public final class ReactorThread: Sendable {
     /// The handle of the reactor running on the thread.
     public let handle: ReactorHandle
     private let thread: pthread_t
+    private let finished: Finished
 
-    private init(handle: ReactorHandle, thread: pthread_t) {
+    private init(handle: ReactorHandle, thread: pthread_t, finished: Finished) {
         self.handle = handle
         self.thread = thread
+        self.finished = finished
     }
 
     /// Starts a thread, creates a ``Reactor`` on it, runs `setup` there, then runs the
@@ -30,15 +34,18 @@ public final class ReactorThread: Sendable {
     ///
     /// - Throws: whatever creating the reactor or `setup` throws; the thread has then ended.
     public static func start<T: Sendable>(
-        name: String = "reactor", setup: @escaping @Sendable (Reactor) throws -> T
+        name: String = "reactor", logger: Logger = Logger(label: "reactor"),
+        setup: @escaping @Sendable (Reactor) throws -> T
     ) throws -> (ReactorThread, T) {
         let ready = DispatchSemaphore(value: 0)
         let box = StartupBox<T>()
+        let finished = Finished()
         let body = Unmanaged.passRetained(ThreadBody {
             cevent_set_thread_name(name)
+            defer { finished.signal() }
             let reactor: Reactor
             do {
-                reactor = try Reactor()
+                reactor = try Reactor(logger: logger)
                 box.set(.success((reactor.handle, try setup(reactor))))
             } catch {
                 box.set(.failure(error))
@@ -65,7 +72,7 @@ public final class ReactorThread: Sendable {
         ready.wait()
         switch box.get()! {
         case .success(let (handle, value)):
-            return (ReactorThread(handle: handle, thread: thread), value)
+            return (ReactorThread(handle: handle, thread: thread, finished: finished), value)
         case .failure(let error):
             pthread_join(thread, nil)
             throw error
@@ -82,6 +89,11 @@ public final class ReactorThread: Sendable {
     public func join() {
         pthread_join(thread, nil)
     }
+
+    /// Suspends until the reactor has stopped and torn down, without blocking a thread.
+    public func stopped() async {
+        await finished.wait()
+    }
 }
 
 private final class ThreadBody: @unchecked Sendable {
@@ -94,4 +106,28 @@ private final class StartupBox<T: Sendable>: @unchecked Sendable {
     private var result: Result<(ReactorHandle, T), any Error>?
     func set(_ value: Result<(ReactorHandle, T), any Error>) { result = value }
     func get() -> Result<(ReactorHandle, T), any Error>? { result }
+}
+
+/// Set once when the reactor thread's loop has returned; wakes async waiters.
+private final class Finished: Sendable {
+    private let state = Mutex<(done: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+
+    func signal() {
+        let waiters = state.withLock { state in
+            state.done = true
+            defer { state.waiters.removeAll() }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    func wait() async {
+        await withCheckedContinuation { continuation in
+            let done = state.withLock { state in
+                if !state.done { state.waiters.append(continuation) }
+                return state.done
+            }
+            if done { continuation.resume() }
+        }
+    }
 }
