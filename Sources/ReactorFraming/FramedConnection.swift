@@ -203,7 +203,7 @@ public final class FramedConnection: ConnectionHandler {
             guard case .frame(let payload, let frameLength) = found else {
                 // Everything buffered belongs to one unfinished frame. Built-in framers
                 // refuse oversized frames themselves; this bounds custom ones too.
-                if rest.byteCount > framer.maxFrameLength + 2 * FramerLimits.maxHeaderLength {
+                if rest.byteCount - 2 * FramerLimits.maxHeaderLength > framer.maxFrameLength {  // no overflow near Int.max
                     hasFailed = true
                     handler.framingFailed(.frameTooLong(length: nil, limit: framer.maxFrameLength), on: self)
                     return bytes.count

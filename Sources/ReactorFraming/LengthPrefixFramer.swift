@@ -49,7 +49,9 @@ public struct LengthPrefixFramer: Framer, Sendable {
         guard length <= UInt64(maxFrameLength) else {
             throw .frameTooLong(length: length <= UInt64(Int.max) ? Int(length) : nil, limit: maxFrameLength)
         }
-        let frameLength = headerLength + Int(length)
+        // With a limit near Int.max, header + length can overflow: no such frame fits in memory.
+        let (frameLength, overflow) = headerLength.addingReportingOverflow(Int(length))
+        guard !overflow else { throw .frameTooLong(length: Int(length), limit: maxFrameLength) }
         guard buffer.byteCount >= frameLength else { return .needMore(atLeast: frameLength - buffer.byteCount) }
         return .frame(payload: headerLength..<frameLength, frameLength: frameLength)
     }

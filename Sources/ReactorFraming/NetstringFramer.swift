@@ -31,12 +31,18 @@ public struct NetstringFramer: Framer, Sendable {
             if digits == 1, length == 0 { throw .malformedHeader("netstring length has a leading zero") }
             digits += 1
             guard digits <= maxDigits else { throw .frameTooLong(length: nil, limit: maxFrameLength) }
-            length = length * 10 + Int(byte - UInt8(ascii: "0"))
-            guard length <= maxFrameLength else { throw .frameTooLong(length: length, limit: maxFrameLength) }
+            // Overflow-checked: with a limit near Int.max, 19 digits can exceed Int.
+            let (tens, overflowed) = length.multipliedReportingOverflow(by: 10)
+            let (next, carried) = tens.addingReportingOverflow(Int(byte - UInt8(ascii: "0")))
+            guard !overflowed, !carried, next <= maxFrameLength else {
+                throw .frameTooLong(length: overflowed || carried ? nil : next, limit: maxFrameLength)
+            }
+            length = next
         }
         guard digits > 0 else { throw .malformedHeader("netstring length is empty") }
         let payloadStart = digits + 1
-        let frameLength = payloadStart + length + 1
+        let (frameLength, overflow) = (payloadStart + 1).addingReportingOverflow(length)
+        guard !overflow else { throw .frameTooLong(length: length, limit: maxFrameLength) }
         guard buffer.byteCount >= frameLength else { return .needMore(atLeast: frameLength - buffer.byteCount) }
         guard buffer.byte(at: frameLength - 1) == UInt8(ascii: ",") else {
             throw .malformedTrailer("netstring payload is not followed by ','")
