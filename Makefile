@@ -5,7 +5,7 @@ SWIFT ?= swift
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 REACTOR := .build/release/reactor
 
-.PHONY: all deps build release test demo bench bench-echo clean
+.PHONY: all deps build release test demo bench bench-echo fuzz clean
 
 all: build
 
@@ -22,7 +22,9 @@ build: deps
 release: deps
 	$(SWIFT) build -c release --product reactor
 
+# The framing interop tests run Twisted clients: pip's twisted, installed when missing.
 test: deps
+	@python3 -c "import twisted" 2>/dev/null || python3 -m pip install --quiet twisted
 	$(SWIFT) build --build-tests
 	$(SWIFT) test
 
@@ -35,6 +37,11 @@ bench: bench-echo
 bench-echo: release
 	@$(MAKE) -s -C Benchmarks
 	@REACTOR_BIN=$(REACTOR) bash Benchmarks/echo-bench.sh
+
+# libFuzzer targets for the framing decoders, FUZZ_SECONDS each (see Fuzz/run-fuzz.sh).
+FUZZ_SECONDS ?= 30
+fuzz:
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) bash Fuzz/run-fuzz.sh
 
 clean:
 	rm -rf .build Benchmarks/bin Benchmarks/results
