@@ -44,12 +44,17 @@ public final class FramedConnection: ConnectionHandler {
     private var isDelivering = false
     private var hasFailed = false
     private var resumeScheduled = false
+    private var missingBytes = 1
 
     /// An adapter that frames with `framer` and delivers to `handler`.
     public init(framer: any Framer, handler: any FrameHandler) {
         self.framer = framer
         self.handler = handler
         self.trailer = framer.trailer
+    }
+
+    deinit {
+        input.release()
     }
 
     // MARK: - For the frame handler
@@ -146,16 +151,20 @@ public final class FramedConnection: ConnectionHandler {
 
     public func received(_ bytes: RawSpan, on connection: Connection) {
         guard !hasFailed else { return }
-        if input.isEmpty, !isDeliveryPaused {
-            bytes.withUnsafeBytes { bytes in
-                let used = connection.withBatchedWrites { deliver(from: bytes) }
-                if used < bytes.count, !hasFailed, connection.phase == .open {
-                    input.append(UnsafeRawBufferPointer(rebasing: bytes[used...]))
+        bytes.withUnsafeBytes { bytes in
+            guard !isDeliveryPaused else {
+                input.append(bytes)
+                return
+            }
+            connection.withBatchedWrites {
+                var offset = input.isEmpty ? 0 : completeBufferedFrame(from: bytes)
+                if offset < bytes.count, input.isEmpty, canDeliver {
+                    offset += deliver(from: UnsafeRawBufferPointer(rebasing: bytes[offset...]))
+                }
+                if offset < bytes.count, !hasFailed, connection.phase == .open {
+                    input.append(UnsafeRawBufferPointer(rebasing: bytes[offset...]))
                 }
             }
-        } else {
-            bytes.withUnsafeBytes { input.append($0) }
-            if !isDeliveryPaused { deliverBuffered() }
         }
     }
 
@@ -173,6 +182,33 @@ public final class FramedConnection: ConnectionHandler {
     }
 
     // MARK: - Delivery
+
+    private var canDeliver: Bool {
+        !isDeliveryPaused && !hasFailed && connection?.phase == .open
+    }
+
+    /// Finishes the frame waiting in `input` with bytes from a new read, copying as few
+    /// as it can: exactly what the framer says is missing when it knows (length prefix,
+    /// fixed length), otherwise doubling chunks (a delimiter search). Once `input` is
+    /// empty the rest of the read can be delivered in place. Returns the bytes of
+    /// `bytes` it took.
+    private func completeBufferedFrame(from bytes: UnsafeRawBufferPointer) -> Int {
+        var offset = 0
+        var chunk = 256
+        while offset < bytes.count, !input.isEmpty, canDeliver {
+            let take = Swift.min(bytes.count - offset, Swift.max(missingBytes, chunk))
+            input.append(UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + take)]))
+            offset += take
+            chunk = Swift.min(chunk * 2, 64 * 1024)
+            let used = deliver(from: input.bytes)
+            if hasFailed || connection?.phase != .open {
+                input.release()
+                return bytes.count
+            }
+            input.consume(used)
+        }
+        return offset
+    }
 
     private func deliverBuffered() {
         guard !isDelivering, let connection else { return }
@@ -196,18 +232,17 @@ public final class FramedConnection: ConnectionHandler {
             do {
                 found = try framer.nextFrame(in: rest)
             } catch {
-                hasFailed = true
-                handler.framingFailed(error, on: self)
+                fail(error)
                 return bytes.count
             }
             guard case .frame(let payload, let frameLength) = found else {
                 // Everything buffered belongs to one unfinished frame. Built-in framers
                 // refuse oversized frames themselves; this bounds custom ones too.
                 if rest.byteCount - 2 * FramerLimits.maxHeaderLength > framer.maxFrameLength {  // no overflow near Int.max
-                    hasFailed = true
-                    handler.framingFailed(.frameTooLong(length: nil, limit: framer.maxFrameLength), on: self)
+                    fail(.frameTooLong(length: nil, limit: framer.maxFrameLength))
                     return bytes.count
                 }
+                if case .needMore(let atLeast) = found { missingBytes = atLeast }
                 break
             }
             precondition(
@@ -217,5 +252,14 @@ public final class FramedConnection: ConnectionHandler {
             handler.received(frame: rest.extracting(payload), on: self)
         }
         return offset
+    }
+
+    /// Stops delivery and reading for good, then tells the handler. Its default aborts
+    /// the connection; one that keeps it open (to send an error reply, say) no longer
+    /// receives anything from it.
+    private func fail(_ error: FramingError) {
+        hasFailed = true
+        connection?.pauseReading()
+        handler.framingFailed(error, on: self)
     }
 }
