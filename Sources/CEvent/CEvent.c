@@ -60,6 +60,12 @@ uint64_t cevent_monotonic_ns(void) {
     return (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
 }
 
+uint64_t cevent_coarse_monotonic_ns(void) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+    return (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
+}
+
 const char *cevent_errno_name(int error) {
     switch (error) {
     case EADDRINUSE: return "EADDRINUSE";

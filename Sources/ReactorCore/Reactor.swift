@@ -247,6 +247,7 @@ public final class Reactor {
     }
 
     static var now: UInt64 { cevent_monotonic_ns() }
+    static var coarseNow: UInt64 { cevent_coarse_monotonic_ns() }
 
     private func armTimerEvent() {
         guard !timers.isFiring, let next = timers.first else {

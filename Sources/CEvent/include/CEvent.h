@@ -48,6 +48,10 @@ void cevent_set_thread_name(const char *name);
 /// Monotonic time in nanoseconds (CLOCK_MONOTONIC).
 uint64_t cevent_monotonic_ns(void);
 
+/// Coarse monotonic time in nanoseconds (CLOCK_MONOTONIC_COARSE: a few milliseconds of
+/// resolution for a fraction of the cost), for idle-time stamps taken on every read.
+uint64_t cevent_coarse_monotonic_ns(void);
+
 /// The errno name ("ECONNREFUSED") for error messages, or NULL when not one we name.
 const char *cevent_errno_name(int error);
 
