@@ -29,8 +29,10 @@ public final class Connection {
         case closed
     }
 
-    /// The reactor that owns the connection.
-    public unowned(unsafe) let reactor: Reactor
+    /// The reactor that owns the connection. A strong reference: the registry's reference
+    /// back is dropped when the connection closes, and a connection kept after that
+    /// keeps its reactor's memory valid instead of dangling.
+    public let reactor: Reactor
     /// The socket. Valid until the connection closes; do not close it yourself.
     public let fileDescriptor: Int32
     /// The remote end's address.
@@ -174,7 +176,15 @@ public final class Connection {
     public func write(
         prefix: UnsafeRawBufferPointer, _ payload: UnsafeRawBufferPointer, suffix: UnsafeRawBufferPointer
     ) -> Bool {
-        send(prefix, payload, suffix)
+        // In a batch (a reply per pipelined request) the parts are only copied into the
+        // queue; keep that path short.
+        if batchDepth > 0, phase == .open, !isOutputShutdown {
+            if !output.appendIfRoom(prefix, payload, suffix) {
+                output.append(prefix, payload, suffix, pool: reactor.bufferPool)
+            }
+            return queuedMore()
+        }
+        return send(prefix, payload, suffix)
     }
 
     /// Runs `body` with writes held back, then sends everything it wrote in one syscall.
@@ -300,9 +310,7 @@ public final class Connection {
             }
             return sendRemainder(a, b, c, result: result)
         }
-        _ = enqueue(a, skipping: 0)
-        _ = enqueue(b, skipping: 0)
-        _ = enqueue(c, skipping: 0)
+        output.append(a, b, c, pool: reactor.bufferPool)
         if batchDepth == 0 { armWrite() }
         return queuedMore()
     }
@@ -340,11 +348,10 @@ public final class Connection {
 
     /// After output grew: crossing the high watermark makes the connection not writable;
     /// crossing the hard limit aborts it.
+    @inline(__always)
     private func queuedMore() -> Bool {
         if output.count > config.options.writeBufferLimit {
-            reactor.logger.warning(
-                "connection \(peerAddress): \(output.count) bytes queued, over the write buffer limit of \(config.options.writeBufferLimit); aborting")
-            finish(.writeBufferLimitExceeded, reset: true)
+            abortOverLimit()
             return false
         }
         if isWritable, output.count > config.options.writeBufferHighWatermark {
@@ -352,6 +359,13 @@ public final class Connection {
             handler?.writabilityChanged(self)
         }
         return true
+    }
+
+    @inline(never)
+    private func abortOverLimit() {
+        reactor.logger.warning(
+            "connection \(peerAddress): \(output.count) bytes queued, over the write buffer limit of \(config.options.writeBufferLimit); aborting")
+        finish(.writeBufferLimitExceeded, reset: true)
     }
 
     /// Sends queued output until it is gone or the kernel is full. Runs when the socket

@@ -25,6 +25,34 @@ struct OutputQueue {
         end += bytes.count
     }
 
+    /// Appends a frame's three parts (any may be empty) if they fit in the storage
+    /// already held, without compacting; false otherwise (nothing appended).
+    @inline(__always)
+    mutating func appendIfRoom(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer, _ c: UnsafeRawBufferPointer) -> Bool {
+        let total = a.count &+ b.count &+ c.count
+        guard let storage, end &+ total <= capacity else { return false }
+        let at = storage + end
+        if a.count > 0 { at.copyMemory(from: a.baseAddress.unsafelyUnwrapped, byteCount: a.count) }
+        if b.count > 0 { (at + a.count).copyMemory(from: b.baseAddress.unsafelyUnwrapped, byteCount: b.count) }
+        if c.count > 0 { (at + a.count + b.count).copyMemory(from: c.baseAddress.unsafelyUnwrapped, byteCount: c.count) }
+        end &+= total
+        return true
+    }
+
+    /// Appends a frame's three parts (any may be empty) with one capacity check.
+    mutating func append(
+        _ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer, _ c: UnsafeRawBufferPointer, pool: BufferPool
+    ) {
+        let total = a.count + b.count + c.count
+        guard total > 0 else { return }
+        reserve(total, pool: pool)
+        let at = storage! + end
+        if a.count > 0 { at.copyMemory(from: a.baseAddress!, byteCount: a.count) }
+        if b.count > 0 { (at + a.count).copyMemory(from: b.baseAddress!, byteCount: b.count) }
+        if c.count > 0 { (at + a.count + b.count).copyMemory(from: c.baseAddress!, byteCount: c.count) }
+        end += total
+    }
+
     /// Drops `n` sent bytes from the front; returns the storage to the pool once empty.
     mutating func consume(_ n: Int, pool: BufferPool) {
         start += n

@@ -14,6 +14,7 @@ public struct DelimiterFramer: Framer, Sendable {
     /// The delimiter that ends each frame.
     public let delimiter: [UInt8]
     public let maxFrameLength: Int
+    // Three words: an `any Framer` holds it inline, without a heap box.
     private var scanned = 0
 
     /// `\n`-terminated lines.
@@ -38,14 +39,15 @@ public struct DelimiterFramer: Framer, Sendable {
 
     public mutating func nextFrame(in buffer: RawSpan) throws(FramingError) -> FrameSearch {
         let count = buffer.byteCount
-        // A delimiter that straddles the previous end may begin up to count-1 bytes back.
-        let from = scanned <= count ? Swift.max(0, scanned - (delimiter.count - 1)) : 0
+        let length = delimiter.count
+        // A delimiter that straddles the previous end may begin up to length-1 bytes back.
+        let from = scanned <= count ? Swift.max(0, scanned - (length - 1)) : 0
         if let at = buffer.withUnsafeBytes({ firstDelimiter(in: $0, from: from) }) {
             scanned = 0
             guard at <= maxFrameLength else { throw .frameTooLong(length: at, limit: maxFrameLength) }
-            return .frame(payload: 0..<at, frameLength: at + delimiter.count)
+            return .frame(payload: 0..<at, frameLength: at + length)
         }
-        if count - (delimiter.count - 1) > maxFrameLength {
+        if count - (length - 1) > maxFrameLength {
             scanned = 0
             throw .frameTooLong(length: nil, limit: maxFrameLength)
         }
@@ -57,18 +59,23 @@ public struct DelimiterFramer: Framer, Sendable {
         guard payload.byteCount <= maxFrameLength else {
             throw .frameTooLong(length: payload.byteCount, limit: maxFrameLength)
         }
-        if payload.withUnsafeBytes({ firstDelimiter(in: $0, from: 0) }) != nil {
-            throw .unframeablePayload("the payload contains the delimiter")
+        let clash = payload.withUnsafeBytes { bytes -> Bool in
+            guard let base = bytes.baseAddress, bytes.count > 0 else { return false }
+            if delimiter.count == 1 { return memchr(base, Int32(delimiter[0]), bytes.count) != nil }
+            return firstDelimiter(in: bytes, from: 0) != nil || endsWithDelimiterStart(bytes)
         }
-        if payload.withUnsafeBytes({ endsWithDelimiterStart($0) }) {
-            throw .unframeablePayload("the payload ends with bytes that form the delimiter with its first bytes")
+        if clash {
+            let contains = payload.withUnsafeBytes { firstDelimiter(in: $0, from: 0) != nil }
+            throw .unframeablePayload(
+                contains ? "the payload contains the delimiter"
+                    : "the payload ends with bytes that form the delimiter with its first bytes")
         }
         return 0
     }
 
     /// True when a delimiter would begin in the last bytes of `payload` and end inside the
-    /// trailer, so the peer would cut the frame short. Only delimiters that overlap
-    /// themselves allow it: "x--END" + "--END--" holds "--END--" at offset 1.
+    /// trailer, so the peer would cut the frame short: "x--END" + "--END--" holds
+    /// "--END--" at offset 1. Only delimiters whose end repeats their start allow it.
     private func endsWithDelimiterStart(_ payload: UnsafeRawBufferPointer) -> Bool {
         let length = delimiter.count
         for inPayload in stride(from: 1, to: Swift.min(length, payload.count + 1), by: 1)
@@ -80,18 +87,18 @@ public struct DelimiterFramer: Framer, Sendable {
 
     /// The offset of the first whole delimiter at or after `from`: memchr finds candidates
     /// for its first byte, memcmp checks the rest.
+    @inline(__always)
     private func firstDelimiter(in bytes: UnsafeRawBufferPointer, from start: Int) -> Int? {
         guard let base = bytes.baseAddress else { return nil }
-        let first = Int32(delimiter[0])
         let length = delimiter.count
+        let first = Int32(delimiter[0])
         var from = start
         while from + length <= bytes.count {
             guard let hit = memchr(base + from, first, bytes.count - from) else { return nil }
             let at = base.distance(to: UnsafeRawPointer(hit))
+            if length == 1 { return at }
             guard at + length <= bytes.count else { return nil }
-            if length == 1 || delimiter.withUnsafeBytes({ memcmp(base + at, $0.baseAddress!, length) == 0 }) {
-                return at
-            }
+            if delimiter.withUnsafeBytes({ memcmp(base + at, $0.baseAddress!, length) == 0 }) { return at }
             from = at + 1
         }
         return nil

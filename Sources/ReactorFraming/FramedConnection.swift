@@ -26,35 +26,58 @@ import ReactorCore
 public final class FramedConnection: ConnectionHandler {
     /// The framer applied to the bytes not yet framed. Set it to switch framing
     /// mid-stream; it takes effect from the next frame, including bytes already received.
+    // State is confined to the reactor thread, and `framer` is only passed inout to the
+    // framer's own methods, which cannot reach back here: Swift's dynamic exclusivity
+    // checks would cost more than the framing itself, so they are off for it.
     public var framer: any Framer {
-        didSet { trailer = framer.trailer }
+        get { activeFramer }
+        set {
+            activeFramer = newValue
+            trailer = FramedConnection.copy(newValue.trailer, replacing: trailer)
+        }
     }
+
+    /// The framer itself. Internal code passes it inout, which would fire a property
+    /// observer per frame, so the public property is computed over this one.
+    @exclusivity(unchecked) private var activeFramer: any Framer
 
     /// The code that receives frames.
     public let handler: any FrameHandler
 
     /// The underlying connection (nil only before it opens).
-    public private(set) var connection: Connection?
+    @exclusivity(unchecked) public private(set) var connection: Connection?
 
     /// True between ``pauseDelivery()`` and ``resumeDelivery()``.
-    public private(set) var isDeliveryPaused = false
+    @exclusivity(unchecked) public private(set) var isDeliveryPaused = false
 
-    private var trailer: [UInt8]
-    private var input = InputBuffer()
-    private var isDelivering = false
-    private var hasFailed = false
-    private var resumeScheduled = false
-    private var missingBytes = 1
+    /// The framer's trailer in raw storage, so sending a frame reads it without retaining an array.
+    @exclusivity(unchecked) private var trailer: UnsafeRawBufferPointer
+    @exclusivity(unchecked) private var input = InputBuffer()
+    @exclusivity(unchecked) private var isDelivering = false
+    @exclusivity(unchecked) private var hasFailed = false
+    @exclusivity(unchecked) private var resumeScheduled = false
+    @exclusivity(unchecked) private var missingBytes = 1
+    /// The connection while frames are being delivered, borrowed without a retain per
+    /// reply: delivery holds a strong reference for its whole duration.
+    @exclusivity(unchecked) private var delivering: Unmanaged<Connection>?
 
     /// An adapter that frames with `framer` and delivers to `handler`.
     public init(framer: any Framer, handler: any FrameHandler) {
-        self.framer = framer
+        self.activeFramer = framer
         self.handler = handler
-        self.trailer = framer.trailer
+        self.trailer = FramedConnection.copy(framer.trailer, replacing: nil)
     }
 
     deinit {
         input.release()
+        trailer.deallocate()
+    }
+
+    private static func copy(_ bytes: [UInt8], replacing old: UnsafeRawBufferPointer?) -> UnsafeRawBufferPointer {
+        old?.deallocate()
+        let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 1)
+        storage.copyBytes(from: bytes)
+        return UnsafeRawBufferPointer(storage)
     }
 
     // MARK: - For the frame handler
@@ -82,16 +105,26 @@ public final class FramedConnection: ConnectionHandler {
     ///   contains the delimiter, not the fixed length); nothing is sent.
     @discardableResult
     public func send(frame payload: RawSpan) throws(FramingError) -> Bool {
-        guard let connection else { return false }
-        return try withUnsafeTemporaryAllocation(byteCount: FramerLimits.maxHeaderLength, alignment: 8) {
+        try withUnsafeTemporaryAllocation(byteCount: FramerLimits.maxHeaderLength, alignment: 8) {
             (header: UnsafeMutableRawBufferPointer) throws(FramingError) -> Bool in
-            let headerLength = try framer.encodeHeader(for: payload, into: header)
+            let headerLength = try FramedConnection.encodeHeader(&activeFramer, for: payload, into: header)
+            let prefix = UnsafeRawBufferPointer(rebasing: header[..<headerLength])
             return payload.withUnsafeBytes { body in
-                trailer.withUnsafeBytes { trailer in
-                    connection.write(prefix: UnsafeRawBufferPointer(rebasing: header[..<headerLength]), body, suffix: trailer)
+                if let delivering {
+                    return delivering._withUnsafeGuaranteedRef { $0.write(prefix: prefix, body, suffix: trailer) }
                 }
+                return connection?.write(prefix: prefix, body, suffix: trailer) ?? false
             }
         }
+    }
+
+    /// Calls the framer in place: a non-mutating call on the stored existential would
+    /// copy it (and retain what it holds) for every frame.
+    @inline(__always)
+    private static func encodeHeader(
+        _ framer: inout any Framer, for payload: RawSpan, into header: UnsafeMutableRawBufferPointer
+    ) throws(FramingError) -> Int {
+        try framer.encodeHeader(for: payload, into: header)
     }
 
     /// Sends an array of bytes as one frame; see ``send(frame:)-(RawSpan)``.
@@ -223,14 +256,19 @@ public final class FramedConnection: ConnectionHandler {
     /// Delivers whole frames from the front of `bytes` until the bytes run out, delivery
     /// pauses, the connection closes, or framing fails. Returns the bytes consumed.
     private func deliver(from bytes: UnsafeRawBufferPointer) -> Int {
+        guard let connection else { return 0 }
         isDelivering = true
-        defer { isDelivering = false }
+        delivering = Unmanaged.passUnretained(connection)
+        defer {
+            isDelivering = false
+            delivering = nil
+        }
         var offset = 0
-        while offset < bytes.count, !isDeliveryPaused, !hasFailed, connection?.phase == .open {
+        while offset < bytes.count, !isDeliveryPaused, !hasFailed, connection.phase == .open {
             let rest = unsafe RawSpan(_unsafeBytes: UnsafeRawBufferPointer(rebasing: bytes[offset...]))
             let found: FrameSearch
             do {
-                found = try framer.nextFrame(in: rest)
+                found = try activeFramer.nextFrame(in: rest)
             } catch {
                 fail(error)
                 return bytes.count
@@ -238,8 +276,8 @@ public final class FramedConnection: ConnectionHandler {
             guard case .frame(let payload, let frameLength) = found else {
                 // Everything buffered belongs to one unfinished frame. Built-in framers
                 // refuse oversized frames themselves; this bounds custom ones too.
-                if rest.byteCount - 2 * FramerLimits.maxHeaderLength > framer.maxFrameLength {  // no overflow near Int.max
-                    fail(.frameTooLong(length: nil, limit: framer.maxFrameLength))
+                if rest.byteCount - 2 * FramerLimits.maxHeaderLength > activeFramer.maxFrameLength {  // no overflow near Int.max
+                    fail(.frameTooLong(length: nil, limit: activeFramer.maxFrameLength))
                     return bytes.count
                 }
                 if case .needMore(let atLeast) = found { missingBytes = atLeast }
@@ -247,7 +285,7 @@ public final class FramedConnection: ConnectionHandler {
             }
             precondition(
                 frameLength > 0 && frameLength <= rest.byteCount && payload.lowerBound >= 0 && payload.upperBound <= frameLength,
-                "\(type(of: framer)).nextFrame returned frame(payload: \(payload), frameLength: \(frameLength)) for \(rest.byteCount) bytes")
+                "\(type(of: activeFramer)).nextFrame returned frame(payload: \(payload), frameLength: \(frameLength)) for \(rest.byteCount) bytes")
             offset += frameLength
             handler.received(frame: rest.extracting(payload), on: self)
         }
