@@ -5,7 +5,7 @@ SWIFT ?= swift
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 REACTOR := .build/release/reactor
 
-.PHONY: all deps build release test demo bench bench-echo fuzz clean
+.PHONY: all deps build release test demo bench bench-echo bench-framing bench-micro fuzz clean
 
 all: build
 
@@ -32,11 +32,21 @@ demo: release
 	@$(MAKE) -s -C Benchmarks
 	@bash scripts/demo.sh $(REACTOR)
 
-bench: bench-echo
+bench: bench-echo bench-framing
 
 bench-echo: release
 	@$(MAKE) -s -C Benchmarks
 	@REACTOR_BIN=$(REACTOR) bash Benchmarks/echo-bench.sh
+
+# Framed echo (line, int32) against the C libevent and SwiftNIO references; builds the
+# SwiftNIO server in Benchmarks/swift on first use.
+bench-framing: release
+	@$(MAKE) -s -C Benchmarks
+	@REACTOR_BIN=$(REACTOR) bash Benchmarks/framing-bench.sh
+
+# package-benchmark micro-benchmarks: framer decode throughput, allocations per frame.
+bench-micro: deps
+	$(SWIFT) package --package-path Benchmarks/swift benchmark
 
 # libFuzzer targets for the framing decoders, FUZZ_SECONDS each (see Fuzz/run-fuzz.sh).
 FUZZ_SECONDS ?= 30
