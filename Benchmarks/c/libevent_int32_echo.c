@@ -6,10 +6,10 @@
  * to be used: an evconnlistener accepts, each connection gets a socket bufferevent, and
  * the read callback takes one frame at a time: evbuffer_copyout reads the header
  * without draining it, the length is checked against MAX_FRAME, and once the whole
- * frame is buffered evbuffer_remove_buffer moves header and payload to the output
- * buffer (the echoed header is the same 4 bytes; libevent moves whole chains and
- * copies only partial ones). The bufferevent writes the output when the socket is
- * writable.
+ * frame is buffered evbuffer_remove_buffer moves header and payload to a scratch
+ * evbuffer (the echoed header is the same 4 bytes; libevent moves whole chains and
+ * copies only partial ones). At the end of the callback one evbuffer_add_buffer moves
+ * the replies to the bufferevent's output, which it writes when the socket is writable.
  *
  * It is as safe as the Swift framed echo it is measured against:
  * - a length over MAX_FRAME (64 KiB) closes that connection as soon as the header
@@ -48,6 +48,13 @@
 #define OUTPUT_HIGH (64 * 1024)  /* stop reading when this much output waits */
 #define OUTPUT_LOW (32 * 1024)   /* read again once the output is below this */
 
+/* The replies to one read callback's frames, moved to the output in one
+ * evbuffer_add_buffer at the end of the callback. Adding each frame to the bufferevent's
+ * output directly would run the output's callbacks (bufferevent_socket_outbuf_cb,
+ * event_pending) once per frame; the scratch buffer has none. One for the whole server:
+ * it is single-threaded and the buffer is empty between callbacks. */
+static struct evbuffer *scratch;
+
 static void close_conn(struct bufferevent *bev, const char *why) {
     evutil_socket_t fd = bufferevent_getfd(bev);
     struct sockaddr_storage addr;
@@ -57,6 +64,7 @@ static void close_conn(struct bufferevent *bev, const char *why) {
         getnameinfo((struct sockaddr *)&addr, len, host, sizeof host, port, sizeof port,
                     NI_NUMERICHOST | NI_NUMERICSERV);
     fprintf(stderr, "libevent_int32_echo: %s:%s: %s; closing the connection\n", host, port, why);
+    evbuffer_drain(scratch, evbuffer_get_length(scratch)); /* replies owed to it */
     bufferevent_free(bev); /* BEV_OPT_CLOSE_ON_FREE: closes the socket */
 }
 
@@ -79,12 +87,17 @@ static void read_cb(struct bufferevent *bev, void *ctx) {
             missing = frame;
             break;
         }
-        /* Header and payload, from the input to the output. */
-        if (evbuffer_remove_buffer(input, output, frame) < 0) {
+        /* Header and payload, from the input to the replies. */
+        if (evbuffer_remove_buffer(input, scratch, frame) < 0) {
             close_conn(bev, "evbuffer_remove_buffer failed");
             return;
         }
         buffered -= frame;
+    }
+    /* All the replies of this read at once (moves the chains, copies nothing). */
+    if (evbuffer_add_buffer(output, scratch) < 0) {
+        close_conn(bev, "evbuffer_add_buffer failed");
+        return;
     }
     /* Wake up again only when the frame (or at least its header) is complete. The
      * bufferevent does not call the read callback below the low watermark. */
@@ -163,7 +176,8 @@ int main(int argc, char **argv) {
     }
 
     struct event_base *base = event_base_new();
-    if (!base) {
+    scratch = evbuffer_new();
+    if (!base || !scratch) {
         fprintf(stderr, "libevent_int32_echo: event_base_new failed\n");
         return 1;
     }
@@ -199,6 +213,7 @@ int main(int argc, char **argv) {
     event_free(sigint);
     event_free(sigterm);
     evconnlistener_free(listener);
+    evbuffer_free(scratch);
     event_base_free(base);
     return 0;
 }
