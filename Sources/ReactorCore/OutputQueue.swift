@@ -34,7 +34,12 @@ struct OutputQueue {
         let at = storage + end
         if a.count > 0 { at.copyMemory(from: a.baseAddress.unsafelyUnwrapped, byteCount: a.count) }
         if b.count > 0 { (at + a.count).copyMemory(from: b.baseAddress.unsafelyUnwrapped, byteCount: b.count) }
-        if c.count > 0 { (at + a.count + b.count).copyMemory(from: c.baseAddress.unsafelyUnwrapped, byteCount: c.count) }
+        if c.count == 1 {
+            // A one-byte trailer (a newline, netstring's comma): a store, not a memmove call.
+            (at + a.count + b.count).storeBytes(of: c.baseAddress.unsafelyUnwrapped.load(as: UInt8.self), as: UInt8.self)
+        } else if c.count > 0 {
+            (at + a.count + b.count).copyMemory(from: c.baseAddress.unsafelyUnwrapped, byteCount: c.count)
+        }
         end &+= total
         return true
     }

@@ -42,7 +42,10 @@ public struct DelimiterFramer: Framer, Sendable {
         let length = delimiter.count
         // A delimiter that straddles the previous end may begin up to length-1 bytes back.
         let from = scanned <= count ? Swift.max(0, scanned - (length - 1)) : 0
-        if let at = buffer.withUnsafeBytes({ firstDelimiter(in: $0, from: from) }) {
+        let found = length == 1
+            ? buffer.withUnsafeBytes { firstByte(in: $0, from: from) }
+            : buffer.withUnsafeBytes { firstDelimiter(in: $0, from: from) }
+        if let at = found {
             scanned = 0
             guard at <= maxFrameLength else { throw .frameTooLong(length: at, limit: maxFrameLength) }
             return .frame(payload: 0..<at, frameLength: at + length)
@@ -59,11 +62,9 @@ public struct DelimiterFramer: Framer, Sendable {
         guard payload.byteCount <= maxFrameLength else {
             throw .frameTooLong(length: payload.byteCount, limit: maxFrameLength)
         }
-        let clash = payload.withUnsafeBytes { bytes -> Bool in
-            guard let base = bytes.baseAddress, bytes.count > 0 else { return false }
-            if delimiter.count == 1 { return memchr(base, Int32(delimiter[0]), bytes.count) != nil }
-            return firstDelimiter(in: bytes, from: 0) != nil || endsWithDelimiterStart(bytes)
-        }
+        let clash = delimiter.count == 1
+            ? payload.withUnsafeBytes { firstByte(in: $0, from: 0) != nil }
+            : payload.withUnsafeBytes { firstDelimiter(in: $0, from: 0) != nil || endsWithDelimiterStart($0) }
         if clash {
             let contains = payload.withUnsafeBytes { firstDelimiter(in: $0, from: 0) != nil }
             throw .unframeablePayload(
@@ -83,6 +84,15 @@ public struct DelimiterFramer: Framer, Sendable {
             if payload[(payload.count - inPayload)...].elementsEqual(delimiter[..<inPayload]) { return true }
         }
         return false
+    }
+
+    /// The offset of the first occurrence of a one-byte delimiter at or after `from`.
+    @inline(__always)
+    private func firstByte(in bytes: UnsafeRawBufferPointer, from start: Int) -> Int? {
+        guard start < bytes.count, let base = bytes.baseAddress,
+              let hit = memchr(base + start, Int32(delimiter[0]), bytes.count - start)
+        else { return nil }
+        return base.distance(to: UnsafeRawPointer(hit))
     }
 
     /// The offset of the first whole delimiter at or after `from`: memchr finds candidates
