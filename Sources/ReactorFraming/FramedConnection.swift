@@ -30,16 +30,20 @@ public final class FramedConnection: ConnectionHandler {
     // framer's own methods, which cannot reach back here: Swift's dynamic exclusivity
     // checks would cost more than the framing itself, so they are off for it.
     public var framer: any Framer {
-        get { activeFramer }
+        get { engine.framer }
         set {
-            activeFramer = newValue
+            engine = FramerEngine.make(newValue)
             trailer = FramedConnection.copy(newValue.trailer, replacing: trailer)
         }
     }
 
-    /// The framer itself. Internal code passes it inout, which would fire a property
-    /// observer per frame, so the public property is computed over this one.
-    @exclusivity(unchecked) private var activeFramer: any Framer
+    /// The framer, specialized for its type (see ``FramerEngine``).
+    @exclusivity(unchecked) private var engine: FramerEngine {
+        didSet { borrowedEngine = Unmanaged.passUnretained(engine) }
+    }
+    /// The same engine, called without a retain per frame: `engine` owns it, and a
+    /// delivery in progress holds the one it started with.
+    @exclusivity(unchecked) private var borrowedEngine: Unmanaged<FramerEngine>
 
     /// The code that receives frames.
     public let handler: any FrameHandler
@@ -63,7 +67,9 @@ public final class FramedConnection: ConnectionHandler {
 
     /// An adapter that frames with `framer` and delivers to `handler`.
     public init(framer: any Framer, handler: any FrameHandler) {
-        self.activeFramer = framer
+        let engine = FramerEngine.make(framer)
+        self.engine = engine
+        self.borrowedEngine = Unmanaged.passUnretained(engine)
         self.handler = handler
         self.trailer = FramedConnection.copy(framer.trailer, replacing: nil)
     }
@@ -107,7 +113,10 @@ public final class FramedConnection: ConnectionHandler {
     public func send(frame payload: RawSpan) throws(FramingError) -> Bool {
         try withUnsafeTemporaryAllocation(byteCount: FramerLimits.maxHeaderLength, alignment: 8) {
             (header: UnsafeMutableRawBufferPointer) throws(FramingError) -> Bool in
-            let headerLength = try FramedConnection.encodeHeader(&activeFramer, for: payload, into: header)
+            let encoded = borrowedEngine._withUnsafeGuaranteedRef { engine in
+                Result { () throws(FramingError) -> Int in try engine.encodeHeader(for: payload, into: header) }
+            }
+            let headerLength = try encoded.get()
             let prefix = UnsafeRawBufferPointer(rebasing: header[..<headerLength])
             return payload.withUnsafeBytes { body in
                 if let delivering {
@@ -118,14 +127,6 @@ public final class FramedConnection: ConnectionHandler {
         }
     }
 
-    /// Calls the framer in place: a non-mutating call on the stored existential would
-    /// copy it (and retain what it holds) for every frame.
-    @inline(__always)
-    private static func encodeHeader(
-        _ framer: inout any Framer, for payload: RawSpan, into header: UnsafeMutableRawBufferPointer
-    ) throws(FramingError) -> Int {
-        try framer.encodeHeader(for: payload, into: header)
-    }
 
     /// Sends an array of bytes as one frame; see ``send(frame:)-(RawSpan)``.
     @discardableResult
@@ -264,11 +265,34 @@ public final class FramedConnection: ConnectionHandler {
             delivering = nil
         }
         var offset = 0
-        while offset < bytes.count, !isDeliveryPaused, !hasFailed, connection.phase == .open {
+        while true {
+            let engine = self.engine  // held for the call, even if the handler replaces it
+            offset += engine.deliverFrames(
+                from: UnsafeRawBufferPointer(rebasing: bytes[offset...]), to: self, connection: connection)
+            // The handler switched framers mid-read: the rest goes to the new one.
+            guard engine !== self.engine, offset < bytes.count, canDeliver else { return offset }
+        }
+    }
+
+    /// The per-frame loop, specialized for each built-in framer through its engine. Stops
+    /// when the bytes run out, delivery pauses, the connection closes, framing fails
+    /// (consuming everything), or the handler switches to another framer. Specialized
+    /// for the built-in framers: generic class methods are not specialized per type
+    /// otherwise, and the loop would call the framer through witness tables.
+    @_specialize(exported: false, where F == DelimiterFramer)
+    @_specialize(exported: false, where F == LengthPrefixFramer)
+    @_specialize(exported: false, where F == NetstringFramer)
+    @_specialize(exported: false, where F == FixedLengthFramer)
+    @_specialize(exported: false, where F == RawFramer)
+    func deliverFrames<F: Framer>(
+        from bytes: UnsafeRawBufferPointer, framer: inout F, engine: FramerEngine, connection: Connection
+    ) -> Int {
+        var offset = 0
+        while offset < bytes.count, !isDeliveryPaused, !hasFailed, connection.phase == .open, self.engine === engine {
             let rest = unsafe RawSpan(_unsafeBytes: UnsafeRawBufferPointer(rebasing: bytes[offset...]))
             let found: FrameSearch
             do {
-                found = try activeFramer.nextFrame(in: rest)
+                found = try framer.nextFrame(in: rest)
             } catch {
                 fail(error)
                 return bytes.count
@@ -276,8 +300,8 @@ public final class FramedConnection: ConnectionHandler {
             guard case .frame(let payload, let frameLength) = found else {
                 // Everything buffered belongs to one unfinished frame. Built-in framers
                 // refuse oversized frames themselves; this bounds custom ones too.
-                if rest.byteCount - 2 * FramerLimits.maxHeaderLength > activeFramer.maxFrameLength {  // no overflow near Int.max
-                    fail(.frameTooLong(length: nil, limit: activeFramer.maxFrameLength))
+                if rest.byteCount - 2 * FramerLimits.maxHeaderLength > framer.maxFrameLength {  // no overflow near Int.max
+                    fail(.frameTooLong(length: nil, limit: framer.maxFrameLength))
                     return bytes.count
                 }
                 if case .needMore(let atLeast) = found { missingBytes = atLeast }
@@ -285,7 +309,7 @@ public final class FramedConnection: ConnectionHandler {
             }
             precondition(
                 frameLength > 0 && frameLength <= rest.byteCount && payload.lowerBound >= 0 && payload.upperBound <= frameLength,
-                "\(type(of: activeFramer)).nextFrame returned frame(payload: \(payload), frameLength: \(frameLength)) for \(rest.byteCount) bytes")
+                "\(F.self).nextFrame returned frame(payload: \(payload), frameLength: \(frameLength)) for \(rest.byteCount) bytes")
             offset += frameLength
             handler.received(frame: rest.extracting(payload), on: self)
         }
