@@ -75,6 +75,15 @@ if [[ " $LINE_SERVERS " == *" nio "* && ! -x $NIO_BIN ]]; then
         --product nio-line-echo >&2 || die "building nio-line-echo failed"
 fi
 
+# What is measured: the commit checked out now (others may commit while this runs).
+commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+dirty=$(git -C "$ROOT" status --porcelain -- Sources Package.swift 2>/dev/null | awk '{print $2}' | paste -sd, - | sed 's/,/, /g')
+stale=
+if [[ $commit != unknown ]] && (($(date -r "$REACTOR_BIN" +%s) < $(git -C "$ROOT" log -1 --format=%ct HEAD))); then
+    stale=" (the binary is older than that commit: rebuild it)"
+    say "warning: $REACTOR_BIN is older than commit $commit"
+fi
+
 # ---- the runs ----
 deadline=$((WARMUP + DURATION + 60))
 
@@ -178,8 +187,8 @@ check() {
     else echo "- MISS $what: $(calc %.3f "$value")x (target ${target}x)"; fi
 }
 
-commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-dirty=$(git -C "$ROOT" status --porcelain -- Sources Package.swift 2>/dev/null | awk '{print $2}' | paste -sd, - | sed 's/,/, /g')
+now=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+[[ $now == "$commit" ]] || stale="$stale (HEAD moved to $now during the run)"
 stamp=$(date -u +%Y%m%d-%H%M%S)
 report=$WORK/report.md
 {
@@ -217,7 +226,7 @@ report=$WORK/report.md
     echo
     echo "Machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(uname -sr)." \
         "reactor: $REACTOR_BIN ($(date -u -r "$REACTOR_BIN" '+built %Y-%m-%d %H:%M UTC'))" \
-        "at commit $commit${dirty:+ with uncommitted changes to $dirty}."
+        "at commit $commit${dirty:+ with uncommitted changes to $dirty}$stale."
 } >"$report"
 
 mkdir -p "$HERE/results"
