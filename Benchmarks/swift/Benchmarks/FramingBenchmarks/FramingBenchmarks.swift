@@ -12,11 +12,15 @@
 // counts per 1000 frames. Each frame is 32 bytes on the wire, so bytes/s = frames/s x 32.
 //
 // - `decode/F`: the framer F finds every frame of a 32,000-byte buffer already in
-//   memory, driven the way FramedConnection.deliver(from:) drives it (a copy of its loop
-//   as of fd2a9bd: the framer stored as `any Framer` and called in place, nextFrame on
+//   memory, driven the way FramedConnection.deliver(from:) drove it at fd2a9bd (a copy
+//   of that loop: the framer stored as `any Framer` and called in place, nextFrame on
 //   the rest of the buffer, the payload handed to a handler existential as a RawSpan).
+//   Since 69e52aa FramedConnection runs built-in framers through an engine specialized
+//   for their type (internal to ReactorFraming), and only framers from other modules
+//   through `any Framer`: `decode/F` is now the cost of the path a custom framer takes.
 // - `decode-concrete/F`: the same loop over the concrete framer type (no existential,
-//   no handler call): what the framer itself costs.
+//   no handler call): what the framer itself costs, and close to what the specialized
+//   engine does for built-in framers.
 // - `control: decode+copyBytes/line`: copies each frame into an Array, so it must show
 //   1 allocation per frame: proves the allocation counter is live.
 // - `decode+encode/F`: decode as above, and for each frame what send(frame:) does
@@ -84,7 +88,7 @@ protocol FrameSink: AnyObject {
 }
 
 /// FramedConnection's delivery loop without the socket, mirroring its code as of commit
-/// fd2a9bd: the framer stored as `any Framer` and called in place, the trailer in raw
+/// fd2a9bd (today the path of framers defined outside ReactorFraming): the framer stored as `any Framer` and called in place, the trailer in raw
 /// storage, thread-confined state with exclusivity checks off, the same per-frame
 /// checks, the handler called through an existential.
 final class FramingDriver {
