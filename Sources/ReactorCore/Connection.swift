@@ -58,7 +58,7 @@ public final class Connection {
     @exclusivity(unchecked) private var isReceiving = false
     @exclusivity(unchecked) var listener: TCPListener?
     private let events: UnsafeMutableRawPointer
-    @exclusivity(unchecked) private var output = OutputQueue()
+    @exclusivity(unchecked) private var output = ByteQueue()
     @exclusivity(unchecked) private var readArmed = false
     @exclusivity(unchecked) private var writeArmed = false
     @exclusivity(unchecked) private var batchDepth = 0

@@ -44,7 +44,8 @@ public final class Reactor {
 
     let base: OpaquePointer
     let readBuffer: UnsafeMutableRawBufferPointer
-    let bufferPool = BufferPool()
+    /// Storage for every connection's byte queues, shared so they need not call malloc.
+    package let bufferPool = BufferPool()
     let eventSize: Int
 
     private(set) var connections: [Connection?] = []

@@ -56,7 +56,7 @@ public final class FramedConnection: ConnectionHandler {
 
     /// The framer's trailer in raw storage, so sending a frame reads it without retaining an array.
     @exclusivity(unchecked) private var trailer: UnsafeRawBufferPointer
-    @exclusivity(unchecked) private var input = InputBuffer()
+    @exclusivity(unchecked) private var input = ByteQueue()
     @exclusivity(unchecked) private var isDelivering = false
     @exclusivity(unchecked) private var hasFailed = false
     @exclusivity(unchecked) private var resumeScheduled = false
@@ -75,7 +75,7 @@ public final class FramedConnection: ConnectionHandler {
     }
 
     deinit {
-        input.release()
+        if let connection { input.release(pool: connection.reactor.bufferPool) }
         trailer.deallocate()
     }
 
@@ -187,16 +187,16 @@ public final class FramedConnection: ConnectionHandler {
         guard !hasFailed else { return }
         bytes.withUnsafeBytes { bytes in
             guard !isDeliveryPaused else {
-                input.append(bytes)
+                input.append(bytes, pool: connection.reactor.bufferPool)
                 return
             }
             connection.withBatchedWrites {
-                var offset = input.isEmpty ? 0 : completeBufferedFrame(from: bytes)
+                var offset = input.isEmpty ? 0 : completeBufferedFrame(from: bytes, pool: connection.reactor.bufferPool)
                 if offset < bytes.count, input.isEmpty, canDeliver {
                     offset += deliver(from: UnsafeRawBufferPointer(rebasing: bytes[offset...]))
                 }
                 if offset < bytes.count, !hasFailed, connection.phase == .open {
-                    input.append(UnsafeRawBufferPointer(rebasing: bytes[offset...]))
+                    input.append(UnsafeRawBufferPointer(rebasing: bytes[offset...]), pool: connection.reactor.bufferPool)
                 }
             }
         }
@@ -211,7 +211,7 @@ public final class FramedConnection: ConnectionHandler {
     }
 
     public func closed(_ connection: Connection, reason: CloseReason) {
-        input.release()
+        input.release(pool: connection.reactor.bufferPool)
         handler.closed(self, reason: reason)
     }
 
@@ -226,20 +226,20 @@ public final class FramedConnection: ConnectionHandler {
     /// fixed length), otherwise doubling chunks (a delimiter search). Once `input` is
     /// empty the rest of the read can be delivered in place. Returns the bytes of
     /// `bytes` it took.
-    private func completeBufferedFrame(from bytes: UnsafeRawBufferPointer) -> Int {
+    private func completeBufferedFrame(from bytes: UnsafeRawBufferPointer, pool: BufferPool) -> Int {
         var offset = 0
         var chunk = 256
         while offset < bytes.count, !input.isEmpty, canDeliver {
             let take = Swift.min(bytes.count - offset, Swift.max(missingBytes, chunk))
-            input.append(UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + take)]))
+            input.append(UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + take)]), pool: pool)
             offset += take
             chunk = Swift.min(chunk * 2, 64 * 1024)
             let used = deliver(from: input.bytes)
             if hasFailed || connection?.phase != .open {
-                input.release()
+                input.release(pool: pool)
                 return bytes.count
             }
-            input.consume(used)
+            input.consume(used, pool: pool)
         }
         return offset
     }
@@ -248,9 +248,9 @@ public final class FramedConnection: ConnectionHandler {
         guard !isDelivering, let connection else { return }
         let used = connection.withBatchedWrites { deliver(from: input.bytes) }
         if hasFailed || connection.phase != .open {
-            input.release()
+            input.release(pool: connection.reactor.bufferPool)
         } else {
-            input.consume(used)
+            input.consume(used, pool: connection.reactor.bufferPool)
         }
     }
 

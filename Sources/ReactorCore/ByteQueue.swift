@@ -1,24 +1,29 @@
-/// Bytes a connection owes its peer that the kernel has not taken yet.
+/// A first-in first-out run of bytes: a connection's output the kernel has not taken
+/// yet, or a framed connection's input that does not yet hold a whole frame.
 ///
 /// One contiguous buffer with a read and a write index. Its storage comes from the
-/// reactor's ``BufferPool`` when the first byte is queued and goes back when the last
-/// byte is sent, so an idle connection holds no output memory and a busy one does not
-/// allocate per write.
-struct OutputQueue {
+/// reactor's ``BufferPool`` when the first byte arrives and goes back when the last one
+/// is consumed, so an idle connection holds none and a busy one does not allocate per
+/// write or per partial frame. Not copyable: two copies would share, and both return,
+/// the same storage. The owner calls ``release(pool:)`` when it is done with it.
+package struct ByteQueue: ~Copyable {
     private var storage: UnsafeMutableRawPointer?
     private var capacity = 0
     private var start = 0
     private var end = 0
 
-    var count: Int { end - start }
-    var isEmpty: Bool { end == start }
+    /// An empty queue; it takes storage on the first append.
+    package init() {}
 
-    /// The queued bytes, oldest first.
-    var bytes: UnsafeRawBufferPointer {
+    package var count: Int { end - start }
+    package var isEmpty: Bool { end == start }
+
+    /// The queued bytes, oldest first, valid until the next mutation.
+    package var bytes: UnsafeRawBufferPointer {
         UnsafeRawBufferPointer(start: storage.map { UnsafeRawPointer($0 + start) }, count: end - start)
     }
 
-    mutating func append(_ bytes: UnsafeRawBufferPointer, pool: BufferPool) {
+    package mutating func append(_ bytes: UnsafeRawBufferPointer, pool: BufferPool) {
         guard bytes.count > 0, let source = bytes.baseAddress else { return }
         reserve(bytes.count, pool: pool)
         (storage! + end).copyMemory(from: source, byteCount: bytes.count)
@@ -28,7 +33,7 @@ struct OutputQueue {
     /// Appends a frame's three parts (any may be empty) if they fit in the storage
     /// already held, without compacting; false otherwise (nothing appended).
     @inline(__always)
-    mutating func appendIfRoom(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer, _ c: UnsafeRawBufferPointer) -> Bool {
+    package mutating func appendIfRoom(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer, _ c: UnsafeRawBufferPointer) -> Bool {
         let total = a.count &+ b.count &+ c.count
         guard let storage, end &+ total <= capacity else { return false }
         let at = storage + end
@@ -45,7 +50,7 @@ struct OutputQueue {
     }
 
     /// Appends a frame's three parts (any may be empty) with one capacity check.
-    mutating func append(
+    package mutating func append(
         _ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer, _ c: UnsafeRawBufferPointer, pool: BufferPool
     ) {
         let total = a.count + b.count + c.count
@@ -59,12 +64,12 @@ struct OutputQueue {
     }
 
     /// Drops `n` sent bytes from the front; returns the storage to the pool once empty.
-    mutating func consume(_ n: Int, pool: BufferPool) {
+    package mutating func consume(_ n: Int, pool: BufferPool) {
         start += n
         if start == end { release(pool: pool) }
     }
 
-    mutating func release(pool: BufferPool) {
+    package mutating func release(pool: BufferPool) {
         if let storage { pool.give(storage, capacity: capacity) }
         storage = nil
         capacity = 0
@@ -92,10 +97,11 @@ struct OutputQueue {
     }
 }
 
-/// Free output buffers kept by size class (16 KiB doubling up to 1 MiB) so connections
+/// Free queue buffers kept by size class (16 KiB doubling up to 1 MiB) so connections
 /// that fill and drain their queues do not call malloc each time. Bounded: at most
 /// ``maxFreePerClass`` buffers wait in each class; larger buffers are freed at once.
-final class BufferPool {
+/// One per reactor, used on its thread only.
+package final class BufferPool {
     static let smallestClass = 16 * 1024
     static let classCount = 7
     static let maxFreePerClass = 64
