@@ -6,7 +6,7 @@ import ReactorCore
 /// ```swift
 /// final class Shout: FrameHandler {
 ///     func received(frame: RawSpan, on connection: FramedConnection) {
-///         try? connection.send(frame: Array(frame.decodeUTF8().uppercased().utf8))
+///         _ = try? connection.send(frame: frame.decodeUTF8().uppercased())
 ///     }
 /// }
 /// reactor.listen(host: "127.0.0.1", port: 0) { _ in

@@ -14,7 +14,7 @@ final class PutHandler: FrameHandler {
             bodies.append(frame.copyBytes())
             readingBody = false
             connection.framer = DelimiterFramer.line()
-            try? connection.send(frame: "OK \(frame.byteCount)")
+            connection.sendLine("OK \(frame.byteCount)")
             return
         }
         let words = frame.decodeUTF8().split(separator: " ")
@@ -24,5 +24,17 @@ final class PutHandler: FrameHandler {
         }
         readingBody = true
         connection.framer = FixedLengthFramer(length: length)
+    }
+}
+
+extension FramedConnection {
+    /// Sends a reply line; a reply that cannot be framed is a bug here, so close.
+    func sendLine(_ text: String) {
+        do {
+            try send(frame: text)
+        } catch {
+            logger.error("cannot send \(text): \(error)")
+            close()
+        }
     }
 }
