@@ -54,17 +54,26 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Helpers the test targets share: waiting with deadlines, a blocking POSIX client,
+        // child processes, the built `reactor` executable. A plain target so that every
+        // test target can depend on it.
+        .target(
+            name: "ReactorTestSupport",
+            dependencies: ["ReactorCore"],
+            path: "Tests/ReactorTestSupport"
+        ),
         .testTarget(
             name: "ReactorLifecycleTests",
             dependencies: [
                 "ReactorLifecycle",
                 "ReactorServices",
+                "ReactorTestSupport",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         .testTarget(
             name: "DocsTests",
-            dependencies: ["ReactorCore", "ReactorFraming"]
+            dependencies: ["ReactorCore", "ReactorFraming", "ReactorTestSupport"]
         ),
         .testTarget(
             name: "ReactorFramingTests",
@@ -73,12 +82,13 @@ let package = Package(
                 "ReactorServices",
                 "ReactorCore",
                 "reactor",
+                "ReactorTestSupport",
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ]
         ),
         .testTarget(
             name: "ReactorCoreTests",
-            dependencies: ["ReactorCore", "ReactorServices", "reactor"]
+            dependencies: ["ReactorCore", "ReactorServices", "ReactorTestSupport", "reactor"]
         ),
     ]
 )

@@ -3,6 +3,7 @@
 
 import Foundation
 import ReactorCore
+import ReactorTestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -13,10 +14,7 @@ import Glibc
 private func serveEcho(_ extra: [String] = []) throws -> (ChildProcess, SocketAddress, String) {
     let child = try ChildProcess.reactor(["serve", "echo", "--port", "0"] + extra)
     let line = try child.firstLine()
-    let prefix = "listening tcp 127.0.0.1:"
-    guard line.hasPrefix(prefix), line.hasSuffix(" echo"),
-        let port = Int(line.dropFirst(prefix.count).dropLast(" echo".count)), port > 0
-    else {
+    guard let port = listeningPort(in: line) else {
         throw TestFailure("unexpected first line: '\(line)'")
     }
     return (child, try SocketAddress(ip: "127.0.0.1", port: port), line)

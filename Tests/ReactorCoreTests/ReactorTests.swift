@@ -5,6 +5,7 @@ import Dispatch
 import Foundation
 import ReactorCore
 import ReactorServices
+import ReactorTestSupport
 import Synchronization
 import Testing
 

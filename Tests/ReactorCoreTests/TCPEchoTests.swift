@@ -5,6 +5,7 @@
 import Foundation
 import ReactorCore
 import ReactorServices
+import ReactorTestSupport
 import Testing
 
 #if canImport(Glibc)

@@ -3,6 +3,7 @@
 
 import Foundation
 import ReactorCore
+import ReactorTestSupport
 import Testing
 
 #if canImport(Glibc)

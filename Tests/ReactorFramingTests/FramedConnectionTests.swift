@@ -6,6 +6,7 @@ import Foundation
 import ReactorCore
 import ReactorFraming
 import ReactorServices
+import ReactorTestSupport
 import Testing
 
 #if canImport(Glibc)

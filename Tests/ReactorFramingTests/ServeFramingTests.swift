@@ -3,6 +3,7 @@
 import Foundation
 import ReactorCore
 import ReactorFraming
+import ReactorTestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -11,16 +12,14 @@ import Glibc
 
 /// A running `reactor serve echo` and the address it printed.
 struct ServeEcho {
-    let child: Child
+    let child: ChildProcess
     let address: SocketAddress
 
     static func start(_ arguments: [String]) async throws -> ServeEcho {
-        let child = try Child(try reactorExecutable(), ["serve", "echo", "--host", "127.0.0.1", "--port", "0"] + arguments)
+        let child = try ChildProcess(try reactorExecutable(), ["serve", "echo", "--host", "127.0.0.1", "--port", "0"] + arguments)
         let line = try await child.firstLine()
-        guard line.hasPrefix("listening tcp 127.0.0.1:"), line.hasSuffix(" echo"),
-            let port = Int(line.dropFirst("listening tcp 127.0.0.1:".count).dropLast(" echo".count))
-        else {
-            throw TestFailure("unexpected first line \(line.debugDescription); stderr: \(child.errorOutput)")
+        guard let port = listeningPort(in: line) else {
+            throw TestFailure("unexpected first line \(line.debugDescription); stderr: \(child.standardError)")
         }
         return ServeEcho(child: child, address: try SocketAddress(ip: "127.0.0.1", port: port))
     }
@@ -53,7 +52,7 @@ struct ServeFramingTests {
         #expect(echoed == stream)
         client.close()
         #expect(await server.stop() == 0)
-        #expect(server.child.errorOutput.isEmpty, "\(server.child.errorOutput)")
+        #expect(server.child.standardError.isEmpty, "\(server.child.standardError)")
     }
 
     @Test("--max-frame: a longer frame closes that connection with one log line; others go on")
@@ -73,7 +72,7 @@ struct ServeFramingTests {
         good.close()
         bad.close()
         #expect(await server.stop() == 0)
-        let lines = server.child.errorOutput.split(separator: "\n")
+        let lines = server.child.standardError.split(separator: "\n")
         #expect(lines.count == 1, "\(lines)")
         #expect(lines.first?.contains("127.0.0.1:\(badPort)") == true, "\(lines)")
         #expect(lines.first?.contains("frame too long") == true, "\(lines)")
@@ -84,13 +83,13 @@ struct ServeFramingTests {
         ["--framing", "fixed:100", "--max-frame", "10"],
     ])
     func usageErrors(_ arguments: [String]) async throws {
-        let child = try Child(try reactorExecutable(), ["serve", "echo", "--port", "0"] + arguments)
+        let child = try ChildProcess(try reactorExecutable(), ["serve", "echo", "--port", "0"] + arguments)
         let status = await child.waitForExit(timeout: .seconds(10))
         #expect(status != nil && status != 0, "exit \(String(describing: status))")
-        #expect(child.output.isEmpty, "it never starts listening")
-        #expect(!child.errorOutput.isEmpty)
+        #expect(child.standardOutput.isEmpty, "it never starts listening")
+        #expect(!child.standardError.isEmpty)
         if arguments.contains("bogus") {
-            #expect(child.errorOutput.contains("framing"), "\(child.errorOutput)")
+            #expect(child.standardError.contains("framing"), "\(child.standardError)")
         }
     }
 }

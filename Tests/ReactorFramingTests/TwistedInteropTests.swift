@@ -6,6 +6,7 @@
 // except under CI (the CI environment variable set), where a missing Twisted fails them.
 
 import Foundation
+import ReactorTestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -44,7 +45,7 @@ struct TwistedInteropTests {
             Issue.record("CI is set but python3 cannot import twisted; install it with `python3 -m pip install twisted` (make test does)")
             return
         }
-        let server = try Child(
+        let server = try ChildProcess(
             try reactorExecutable(),
             ["serve", "echo", "--framing", mode.framing, "--host", "127.0.0.1", "--port", "0", "--log-level", "warning"])
         let line = try await server.firstLine()
@@ -58,18 +59,18 @@ struct TwistedInteropTests {
         }
         let host = String(words[2][..<colon])
 
-        let client = try Child(
+        let client = try ChildProcess(
             "/usr/bin/env",
             ["python3", Self.script, host, String(port), mode.client, String(mode.frames), "--timeout", "40", "--seed", "\(mode.frames)"])
         let status = await client.waitForExit(timeout: .seconds(50))
-        let result = client.output.trimmingCharacters(in: .whitespacesAndNewlines)
-        #expect(status == 0, "client exit \(String(describing: status)): \(result) \(client.errorOutput)")
+        let result = client.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(status == 0, "client exit \(String(describing: status)): \(result) \(client.standardError)")
         #expect(result.hasPrefix("OK mode=\(mode.client) frames=\(mode.frames) "), "\(result)")
         print("twisted interop: \(result)")
 
         server.signal(SIGTERM)
         let serverStatus = await server.waitForExit(timeout: .seconds(15))
-        #expect(serverStatus == 0, "the server exits 0 on SIGTERM; stderr: \(server.errorOutput)")
-        #expect(server.errorOutput.isEmpty, "no warnings (framing errors) from the server: \(server.errorOutput)")
+        #expect(serverStatus == 0, "the server exits 0 on SIGTERM; stderr: \(server.standardError)")
+        #expect(server.standardError.isEmpty, "no warnings (framing errors) from the server: \(server.standardError)")
     }
 }

@@ -1,52 +1,18 @@
-// Reactors on threads, blocking POSIX clients with timeouts, and frame handlers that
-// record what they saw. Every wait has a deadline, so a bug fails a test instead of
-// hanging the suite.
+// Reactors on threads, the framing tests' POSIX client, and frame handlers that record
+// what they saw (the shared helpers are in ReactorTestSupport). Every wait has a
+// deadline, so a bug fails a test instead of hanging the suite.
 
 import Dispatch
 import Foundation
 import Logging
 import ReactorCore
 import ReactorFraming
-import Synchronization
+import ReactorTestSupport
 import Testing
 
 #if canImport(Glibc)
 import Glibc
 #endif
-
-struct TestFailure: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
-}
-
-/// A value shared between the reactor thread and the test, behind a mutex.
-final class Locked<Value: Sendable>: Sendable {
-    private let mutex: Mutex<Value>
-    init(_ value: Value) { mutex = Mutex(value) }
-    var value: Value { mutex.withLock { $0 } }
-    @discardableResult
-    func update<R: Sendable>(_ body: (inout Value) -> R) -> R { mutex.withLock { body(&$0) } }
-}
-
-/// Something that lives on one reactor thread and is only touched there (in its
-/// callbacks and jobs). The `@unchecked Sendable` is that promise.
-final class ReactorBound<Value>: @unchecked Sendable {
-    var value: Value
-    init(_ value: Value) { self.value = value }
-}
-
-/// Polls `condition` every millisecond, without blocking a thread, until it holds or
-/// `timeout` passes; throws a failure naming `what` on timeout.
-func eventually(
-    _ what: @autoclosure () -> String, timeout: Duration = .seconds(10), _ condition: () throws -> Bool
-) async throws {
-    let end = ContinuousClock.now + timeout
-    while true {
-        if try condition() { return }
-        if ContinuousClock.now >= end { throw TestFailure("timed out after \(timeout) waiting for \(what())") }
-        try await Task.sleep(for: .milliseconds(1))
-    }
-}
 
 extension ReactorHandle {
     /// Runs `work` on the reactor thread and returns its result, waiting at most `timeout`.
@@ -57,19 +23,6 @@ extension ReactorHandle {
         }
         try await eventually("a job on the reactor thread", timeout: timeout) { result.value != nil }
         return try result.value!.get()
-    }
-}
-
-/// Joins `thread` within `timeout` (on a helper thread, so a stuck reactor fails the test).
-func stopAndJoin(_ thread: ReactorThread, timeout: Duration = .seconds(10), sourceLocation: SourceLocation = #_sourceLocation) {
-    thread.handle.stop()
-    let done = DispatchSemaphore(value: 0)
-    Thread {
-        thread.join()
-        done.signal()
-    }.start()
-    if done.wait(timeout: .now() + .seconds(Int(timeout.components.seconds))) != .success {
-        Issue.record("the reactor thread did not end within \(timeout)", sourceLocation: sourceLocation)
     }
 }
 
@@ -126,7 +79,7 @@ final class FramingServer: Sendable {
     }
 
     func stop(sourceLocation: SourceLocation = #_sourceLocation) {
-        stopAndJoin(thread, sourceLocation: sourceLocation)
+        thread.stopAndJoin(sourceLocation: sourceLocation)
     }
 }
 
@@ -272,199 +225,10 @@ final class LoggedReactor: Sendable {
 
 // MARK: - A blocking POSIX client
 
-/// How a read loop ended.
-enum StreamEnd: Equatable, CustomStringConvertible {
-    case endOfFile, reset, timedOut
-    case error(Int32)
-
-    var description: String {
-        switch self {
-        case .endOfFile: "end of file"
-        case .reset: "reset"
-        case .timedOut: "timed out"
-        case .error(let code): "error \(String(cString: strerror(code)))"
-        }
+extension TestClient {
+    /// The framing tests' client: TCP_NODELAY, at most `timeout` to connect, and 10 s for
+    /// every other call that is not given a timeout.
+    convenience init(_ address: SocketAddress, timeout: Duration = .seconds(5)) throws {
+        try self.init(connectingTo: address, timeout: timeout, noDelay: true, defaultTimeout: .seconds(10))
     }
-}
-
-/// A TCP client on a non-blocking socket where every call waits with poll() and a deadline.
-final class TestClient {
-    private(set) var fd: Int32
-
-    init(_ address: SocketAddress, timeout: Duration = .seconds(5)) throws {
-        let family = address.family == .ipv4 ? AF_INET : AF_INET6
-        fd = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
-        guard fd >= 0 else { throw TestFailure("socket: \(String(cString: strerror(errno)))") }
-        var one: Int32 = 1
-        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(4))
-        let result: Int32
-        switch address.family {
-        case .ipv4:
-            var v4 = sockaddr_in()
-            v4.sin_family = sa_family_t(AF_INET)
-            v4.sin_port = in_port_t(UInt16(address.port).bigEndian)
-            inet_pton(AF_INET, address.ip, &v4.sin_addr)
-            result = withUnsafePointer(to: &v4) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
-        case .ipv6:
-            var v6 = sockaddr_in6()
-            v6.sin6_family = sa_family_t(AF_INET6)
-            v6.sin6_port = in_port_t(UInt16(address.port).bigEndian)
-            inet_pton(AF_INET6, address.ip, &v6.sin6_addr)
-            result = withUnsafePointer(to: &v6) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
-            }
-        }
-        if result != 0 {
-            guard errno == EINPROGRESS, wait(Int16(POLLOUT), until: ContinuousClock.now + timeout) else {
-                close()
-                throw TestFailure("connect \(address): \(String(cString: strerror(errno)))")
-            }
-            var error: Int32 = 0
-            var length = socklen_t(4)
-            getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length)
-            guard error == 0 else {
-                close()
-                throw TestFailure("connect \(address): \(String(cString: strerror(error)))")
-            }
-        }
-    }
-
-    deinit { close() }
-
-    /// The client's own port: the server sees it as the peer's port.
-    var localPort: Int {
-        var storage = sockaddr_storage()
-        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        _ = withUnsafeMutablePointer(to: &storage) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        return withUnsafePointer(to: &storage) {
-            $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { Int(UInt16(bigEndian: $0.pointee.sin_port)) }
-        }
-    }
-
-    private func wait(_ events: Int16, until end: ContinuousClock.Instant) -> Bool {
-        var entry = pollfd(fd: fd, events: events, revents: 0)
-        while true {
-            let left = end - ContinuousClock.now
-            let ms = left <= .zero ? 0 : Int32(left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000 + 1)
-            let result = poll(&entry, 1, ms)
-            if result > 0 { return true }
-            if result == 0 { return false }
-            if errno != EINTR { return true }
-        }
-    }
-
-    func send(_ bytes: some Collection<UInt8>, timeout: Duration = .seconds(10)) throws {
-        let bytes = Array(bytes)
-        let end = ContinuousClock.now + timeout
-        var sent = 0
-        try bytes.withUnsafeBytes { buffer in
-            while sent < buffer.count {
-                let result = Glibc.send(fd, buffer.baseAddress! + sent, buffer.count - sent, Int32(MSG_NOSIGNAL))
-                if result > 0 {
-                    sent += result
-                } else if result < 0, errno == EAGAIN || errno == EINTR {
-                    guard wait(Int16(POLLOUT), until: end) else {
-                        throw TestFailure("send: only \(sent) of \(buffer.count) bytes taken within \(timeout)")
-                    }
-                } else {
-                    throw TestFailure("send: \(String(cString: strerror(errno)))")
-                }
-            }
-        }
-    }
-
-    /// One read of what is there, waiting up to `timeout`.
-    func receiveSome(max: Int = 65536, timeout: Duration = .seconds(10)) -> (bytes: [UInt8], end: StreamEnd?) {
-        let end = ContinuousClock.now + timeout
-        var buffer = [UInt8](repeating: 0, count: max)
-        while true {
-            let result = buffer.withUnsafeMutableBytes { Glibc.recv(fd, $0.baseAddress, $0.count, 0) }
-            if result > 0 { return (Array(buffer[0..<result]), nil) }
-            if result == 0 { return ([], .endOfFile) }
-            let error = errno
-            if error == EAGAIN || error == EINTR {
-                if !wait(Int16(POLLIN), until: end) { return ([], .timedOut) }
-                continue
-            }
-            return ([], error == ECONNRESET ? .reset : .error(error))
-        }
-    }
-
-    /// Exactly `count` bytes, or a failure saying how far it got.
-    func receive(count: Int, timeout: Duration = .seconds(10)) throws -> [UInt8] {
-        let end = ContinuousClock.now + timeout
-        var bytes: [UInt8] = []
-        while bytes.count < count {
-            let left = end - ContinuousClock.now
-            let (chunk, streamEnd) = receiveSome(max: min(65536, count - bytes.count), timeout: max(left, .zero))
-            if let streamEnd { throw TestFailure("receive: \(streamEnd) after \(bytes.count) of \(count) bytes") }
-            bytes += chunk
-        }
-        return bytes
-    }
-
-    /// Reads until end of file, reset or timeout.
-    func receiveUntilEnd(timeout: Duration = .seconds(10)) -> (bytes: [UInt8], end: StreamEnd) {
-        let end = ContinuousClock.now + timeout
-        var bytes: [UInt8] = []
-        while true {
-            let left = end - ContinuousClock.now
-            let (chunk, streamEnd) = receiveSome(timeout: max(left, .zero))
-            bytes += chunk
-            if let streamEnd { return (bytes, streamEnd) }
-        }
-    }
-
-    /// Sends `data` while reading what comes back, until `expected` bytes came back:
-    /// a peer that stops reading while its replies back up cannot wedge the test.
-    func exchange(_ data: [UInt8], expecting expected: Int, pause: (Int) -> Duration? = { _ in nil }, timeout: Duration = .seconds(30)) throws -> [UInt8] {
-        let end = ContinuousClock.now + timeout
-        var sent = 0
-        var received: [UInt8] = []
-        received.reserveCapacity(expected)
-        var buffer = [UInt8](repeating: 0, count: 128 * 1024)
-        try data.withUnsafeBytes { source in
-            while received.count < expected {
-                var entry = pollfd(fd: fd, events: Int16(POLLIN) | (sent < data.count ? Int16(POLLOUT) : 0), revents: 0)
-                let left = end - ContinuousClock.now
-                guard left > .zero else {
-                    throw TestFailure("exchange: timed out after sending \(sent) of \(data.count) and receiving \(received.count) of \(expected) bytes")
-                }
-                if poll(&entry, 1, 100) <= 0 { continue }
-                if entry.revents & Int16(POLLOUT) != 0, sent < data.count {
-                    let chunk = min(data.count - sent, 64 * 1024)
-                    let result = Glibc.send(fd, source.baseAddress! + sent, chunk, Int32(MSG_NOSIGNAL))
-                    if result > 0 { sent += result } else if result < 0, errno != EAGAIN, errno != EINTR {
-                        throw TestFailure("exchange: send: \(String(cString: strerror(errno)))")
-                    }
-                }
-                if entry.revents & (Int16(POLLIN) | Int16(POLLHUP) | Int16(POLLERR)) != 0 {
-                    if let wait = pause(received.count) { try? unsafeSleep(wait) }
-                    let result = buffer.withUnsafeMutableBytes { Glibc.recv(fd, $0.baseAddress, $0.count, 0) }
-                    if result > 0 {
-                        received += buffer[0..<result]
-                    } else if result == 0 {
-                        throw TestFailure("exchange: end of file after receiving \(received.count) of \(expected) bytes")
-                    } else if errno != EAGAIN, errno != EINTR {
-                        throw TestFailure("exchange: recv: \(String(cString: strerror(errno)))")
-                    }
-                }
-            }
-        }
-        return received
-    }
-
-    func close() {
-        if fd >= 0 { Glibc.close(fd) }
-        fd = -1
-    }
-}
-
-private func unsafeSleep(_ duration: Duration) throws {
-    let (seconds, attoseconds) = duration.components
-    usleep(UInt32(seconds * 1_000_000 + attoseconds / 1_000_000_000_000))
 }
