@@ -3,6 +3,7 @@ import Logging
 import ReactorCore
 import ReactorLifecycle
 import ReactorServices
+import ReactorTestSupport
 import ServiceLifecycle
 import Synchronization
 import Testing
@@ -15,22 +16,6 @@ final class PortBox: Sendable {
 }
 
 @Suite(.timeLimit(.minutes(1))) struct ReactorServiceTests {
-    /// A blocking loopback client with a 5 s receive timeout.
-    static func connect(port: Int) throws -> Int32 {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let status = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Foundation.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard status == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
-        var timeout = timeval(tv_sec: 5, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        return fd
-    }
-
     /// Waits up to 5 s for the service's setup to publish its port.
     static func port(from box: PortBox) async throws -> Int {
         for _ in 0..<500 {
@@ -48,7 +33,7 @@ final class PortBox: Sendable {
         let group = ServiceGroup(services: [service], logger: Logger(label: "test"))
         let running = Task { try await group.run() }
 
-        let fd = try Self.connect(port: try await Self.port(from: port))
+        let fd = try blockingLoopbackSocket(port: try await Self.port(from: port), receiveTimeout: .seconds(5))
         defer { close(fd) }
         #expect(write(fd, "ping", 4) == 4)
         var reply = [UInt8](repeating: 0, count: 4)
@@ -63,11 +48,12 @@ final class PortBox: Sendable {
     }
 
     @Test func anErrorInSetupEndsRunWithThatError() async throws {
-        let taken = try Self.listeningSocketPort()
+        let taken = try RawSocket(listenBacklog: 1)  // a port held by a plain listening socket
+        defer { withExtendedLifetime(taken) {} }
+        let port = taken.port
         let service = ReactorService { reactor in
-            try reactor.listen(host: "127.0.0.1", port: taken.port) { _ in EchoHandler() }
+            try reactor.listen(host: "127.0.0.1", port: port) { _ in EchoHandler() }
         }
-        defer { close(taken.fd) }
         await #expect(throws: ReactorError.self) { try await service.run() }
     }
 
@@ -80,21 +66,6 @@ final class PortBox: Sendable {
         let bound = try await Self.port(from: port)
         running.cancel()
         try await running.value
-        #expect(throws: POSIXError.self) { try Self.connect(port: bound) }
-    }
-
-    /// A port held by a plain listening socket, to make a bind fail.
-    static func listeningSocketPort() throws -> (fd: Int32, port: Int) {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
-                bind(fd, pointer, length) == 0 && listen(fd, 1) == 0 && getsockname(fd, pointer, &length) == 0
-            }
-        }
-        return (fd, Int(UInt16(bigEndian: address.sin_port)))
+        #expect(throws: POSIXError.self) { try blockingLoopbackSocket(port: bound, receiveTimeout: .seconds(5)) }
     }
 }
