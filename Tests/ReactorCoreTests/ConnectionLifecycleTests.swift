@@ -18,20 +18,14 @@ struct ConnectionLifecycleTests {
 
     @Test("a client that shuts down its write side still gets every echo, then end of file")
     func clientHalfClose() throws {
-        let logs = ConnectionLogs()
-        let server = try TestServer.start { _, _ in
-            ProbeHandler(record: logs.add(), inner: EchoHandler(), keepReceivedBytes: false)
-        }
+        let (server, logs) = try TestServer.probed(echo: true, keepReceivedBytes: false)
         defer { server.stop() }
         let data = pattern(count: 1024 * 1024)
         let client = try TestClient(connectingTo: server.address)
         let early = try client.sendWhileReading(data)
         client.shutdownWrite()  // most echoes are still on their way
         let (rest, end) = client.receiveUntilEnd(timeout: .seconds(20))
-        let echoed = early + rest
-        #expect(end == .endOfFile)
-        #expect(echoed.count == data.count)
-        #expect(firstPatternMismatch(echoed) == nil)
+        expectPattern((early + rest, end), count: data.count)
         #expect(try logs.closeReason() == .endOfFile)
         #expect(logs.all[0].inputClosed == 0, "without allowRemoteHalfClosure, inputClosed is not called")
     }
@@ -40,10 +34,8 @@ struct ConnectionLifecycleTests {
     func remoteHalfClosure() throws {
         var options = ConnectionOptions()
         options.allowRemoteHalfClosure = true
-        let logs = ConnectionLogs()
-        let server = try TestServer.start(connectionOptions: options) { reactor, _ in
-            let record = logs.add()
-            let handler = ProbeHandler(record: record)
+        let (server, logs) = try TestServer.probed(options) { handler, reactor in
+            let record = handler.record
             handler.onInputClosed = { connection in
                 let count = record.value.receivedCount
                 let inputClosed = connection.isInputClosed
@@ -55,15 +47,12 @@ struct ConnectionLifecycleTests {
                     connection.close()
                 }
             }
-            return handler
         }
         defer { server.stop() }
         let client = try TestClient(connectingTo: server.address)
         try client.send("abc")
         client.shutdownWrite()
-        let (reply, end) = client.receiveUntilEnd()
-        #expect(String(decoding: reply, as: UTF8.self) == "got 3 bytes\nstill here\n")
-        #expect(end == .endOfFile)
+        expectText(client.receiveUntilEnd(), "got 3 bytes\nstill here\n")
         #expect(try logs.closeReason() == .closed)
         let record = logs.all[0]
         #expect(record.inputClosed == 1)
@@ -73,10 +62,8 @@ struct ConnectionLifecycleTests {
 
     @Test("shutdownOutput gives the client end of file while the server still reads")
     func serverShutdownOutput() throws {
-        let logs = ConnectionLogs()
-        let server = try TestServer.start { _, _ in
-            let record = logs.add()
-            let handler = ProbeHandler(record: record)
+        let (server, logs) = try TestServer.probed { handler, _ in
+            let record = handler.record
             handler.onOpened = { connection in
                 connection.write("hello\n")
                 connection.shutdownOutput()
@@ -84,13 +71,10 @@ struct ConnectionLifecycleTests {
                 let shut = connection.isOutputShutdown
                 record.update { $0.notes.append("write refused: \(refused), isOutputShutdown: \(shut)") }
             }
-            return handler
         }
         defer { server.stop() }
         let client = try TestClient(connectingTo: server.address)
-        let (greeting, end) = client.receiveUntilEnd()
-        #expect(String(decoding: greeting, as: UTF8.self) == "hello\n")
-        #expect(end == .endOfFile)
+        expectText(client.receiveUntilEnd(), "hello\n")
         // The server's read side is still open.
         try client.send("ping")
         let record = try logs.record()
@@ -106,50 +90,23 @@ struct ConnectionLifecycleTests {
     @Test("close() flushes everything queued before the end of file")
     func gracefulCloseFlushes() throws {
         let size = 8 * 1024 * 1024
-        let logs = ConnectionLogs()
-        let server = try TestServer.start { _, _ in
-            let record = logs.add()
-            let handler = ProbeHandler(record: record)
-            handler.onOpened = { connection in
-                connection.write(pattern(count: size))
-                let queued = connection.queuedOutputBytes
-                connection.close()
-                let phase = connection.phase
-                record.update { $0.notes = ["queued at close: \(queued)", "phase: \(phase)"] }
-            }
-            return handler
-        }
+        let (server, logs) = try Self.writingServer(size: size) { $0.close() }
         defer { server.stop() }
         let client = try TestClient(connectingTo: server.address, receiveBuffer: 64 * 1024)
         let record = try logs.record()
-        let (bytes, end) = client.receiveUntilEnd(timeout: .seconds(30))
-        #expect(end == .endOfFile)
-        #expect(bytes.count == size)
-        #expect(firstPatternMismatch(bytes) == nil)
+        expectPattern(client.receiveUntilEnd(timeout: .seconds(30)), count: size)
         client.close()
         #expect(try logs.closeReason() == .closed)
         let notes = record.value.notes
         #expect(notes.count == 2)
-        let queued = notes.first.flatMap { Int($0.split(separator: " ").last ?? "") } ?? 0
-        #expect(queued > 0, "the test needs close() to find output still queued: \(notes)")
+        #expect(Self.queuedAtEnd(notes) > 0, "the test needs close() to find output still queued: \(notes)")
         #expect(notes.last == "phase: closing")
     }
 
     @Test("abort() drops queued output and resets the connection")
     func abortDrops() throws {
         let size = 8 * 1024 * 1024
-        let logs = ConnectionLogs()
-        let server = try TestServer.start { _, _ in
-            let record = logs.add()
-            let handler = ProbeHandler(record: record)
-            handler.onOpened = { connection in
-                connection.write(pattern(count: size))
-                let queued = connection.queuedOutputBytes
-                connection.abort()
-                record.update { $0.notes = ["\(queued)"] }
-            }
-            return handler
-        }
+        let (server, logs) = try Self.writingServer(size: size) { $0.abort() }
         defer { server.stop() }
         let client = try TestClient(connectingTo: server.address, receiveBuffer: 64 * 1024)
         #expect(try logs.closeReason() == .aborted)
@@ -157,28 +114,16 @@ struct ConnectionLifecycleTests {
         #expect(end == .reset, "the client should see a reset, not a clean end of file")
         #expect(bytes.count < size, "abort must drop what was queued")
         #expect(firstPatternMismatch(bytes) == nil, "what did arrive is a prefix of what was written")
-        let queued = Int(logs.all[0].notes.first ?? "") ?? 0
-        #expect(queued > 0, "the test needs abort() to find output still queued")
+        #expect(Self.queuedAtEnd(logs.all[0].notes) > 0, "the test needs abort() to find output still queued")
     }
 
     @Test("shutdownOutput after a large write sends everything first, then end of file")
     func shutdownOutputFlushesFirst() throws {
         let size = 4 * 1024 * 1024
-        let logs = ConnectionLogs()
-        let server = try TestServer.start { _, _ in
-            let handler = logs.probe()
-            handler.onOpened = { connection in
-                connection.write(pattern(count: size))
-                connection.shutdownOutput()
-            }
-            return handler
-        }
+        let (server, logs) = try Self.writingServer(size: size) { $0.shutdownOutput() }
         defer { server.stop() }
         let client = try TestClient(connectingTo: server.address, receiveBuffer: 64 * 1024)
-        let (bytes, end) = client.receiveUntilEnd(timeout: .seconds(20))
-        #expect(end == .endOfFile)
-        #expect(bytes.count == size)
-        #expect(firstPatternMismatch(bytes) == nil)
+        expectPattern(client.receiveUntilEnd(timeout: .seconds(20)), count: size)
         try client.send("still listening?")
         #expect(try logs.record().wait(until: { $0.received == Array("still listening?".utf8) }) != nil)
         client.close()
@@ -189,15 +134,7 @@ struct ConnectionLifecycleTests {
     func closeTimeout() throws {
         var options = ConnectionOptions()
         options.closeTimeout = .milliseconds(200)
-        let logs = ConnectionLogs()
-        let server = try TestServer.start(connectionOptions: options) { _, _ in
-            let handler = logs.probe()
-            handler.onOpened = { connection in
-                connection.write(pattern(count: 8 * 1024 * 1024))
-                connection.close()
-            }
-            return handler
-        }
+        let (server, logs) = try Self.writingServer(size: 8 * 1024 * 1024, options) { $0.close() }
         defer { server.stop() }
         // Never reads, never closes: the flush cannot finish.
         let client = try TestClient(connectingTo: server.address, receiveBuffer: 16 * 1024)
@@ -209,20 +146,15 @@ struct ConnectionLifecycleTests {
     func closeLingersForPeerFIN() throws {
         var options = ConnectionOptions()
         options.lingerTimeout = .milliseconds(300)
-        let logs = ConnectionLogs()
-        let server = try TestServer.start(connectionOptions: options) { _, _ in
-            let handler = logs.probe()
+        let (server, logs) = try TestServer.probed(options) { handler, _ in
             handler.onOpened = { connection in
                 connection.write("bye\n")
                 connection.close()
             }
-            return handler
         }
         defer { server.stop() }
         let client = try TestClient(connectingTo: server.address)
-        let (bytes, end) = client.receiveUntilEnd()
-        #expect(String(decoding: bytes, as: UTF8.self) == "bye\n")
-        #expect(end == .endOfFile)
+        expectText(client.receiveUntilEnd(), "bye\n")
         // Bytes sent to a lingering connection are discarded, not delivered.
         try client.send("ignored")
         // Everything owed was sent before the wait, so giving up on the FIN is still a clean close.
@@ -232,8 +164,7 @@ struct ConnectionLifecycleTests {
 
     @Test("a peer reset closes the connection with .reset")
     func peerReset() throws {
-        let logs = ConnectionLogs()
-        let server = try TestServer.start { _, _ in logs.probe(inner: EchoHandler()) }
+        let (server, logs) = try TestServer.probed(echo: true)
         defer { server.stop() }
         let client = try TestClient(connectingTo: server.address)
         try client.send("x")
@@ -244,16 +175,13 @@ struct ConnectionLifecycleTests {
 
     @Test("writing to a peer that has gone closes with .reset, not a crash (no SIGPIPE)")
     func writeToVanishedPeer() throws {
-        let logs = ConnectionLogs()
-        let server = try TestServer.start { reactor, _ in
-            let handler = logs.probe()
+        let (server, logs) = try TestServer.probed { handler, reactor in
             handler.onReceived = { _, connection in
                 // Keep writing every millisecond until the connection dies.
                 reactor.schedule(after: .milliseconds(1), repeating: .milliseconds(1)) { timer in
                     if !connection.write(pattern(count: 1024)) { timer.cancel() }
                 }
             }
-            return handler
         }
         defer { server.stop() }
         let client = try TestClient(connectingTo: server.address)
@@ -265,11 +193,8 @@ struct ConnectionLifecycleTests {
 
     @Test("pauseReading stops delivery and resumeReading brings the waiting bytes")
     func pauseAndResumeReading() throws {
-        let logs = ConnectionLogs()
-        let server = try TestServer.start { _, _ in
-            let handler = logs.probe()
+        let (server, logs) = try TestServer.probed { handler, _ in
             handler.onOpened = { connection in connection.pauseReading() }
-            return handler
         }
         defer { server.stop() }
         let client = try TestClient(connectingTo: server.address)
@@ -291,17 +216,12 @@ struct ConnectionLifecycleTests {
     func remoteHalfClosureDefault() throws {
         var options = ConnectionOptions()
         options.allowRemoteHalfClosure = true
-        let logs = ConnectionLogs()
-        let server = try TestServer.start(connectionOptions: options) { _, _ in
-            logs.probe(inner: EchoHandler())
-        }
+        let (server, logs) = try TestServer.probed(options, echo: true)
         defer { server.stop() }
         let client = try TestClient(connectingTo: server.address)
         try client.send("last words")
         client.shutdownWrite()
-        let (bytes, end) = client.receiveUntilEnd()
-        #expect(String(decoding: bytes, as: UTF8.self) == "last words")
-        #expect(end == .endOfFile)
+        expectText(client.receiveUntilEnd(), "last words")
         client.close()
         #expect(try logs.closeReason() == .closed)
         #expect(logs.all[0].inputClosed == 1)
@@ -313,10 +233,7 @@ struct ConnectionLifecycleTests {
     func idleTimeout() throws {
         var options = ConnectionOptions()
         options.idleTimeout = .milliseconds(100)
-        let logs = ConnectionLogs()
-        let server = try TestServer.start(connectionOptions: options) { _, _ in
-            ProbeHandler(record: logs.add(), inner: EchoHandler())
-        }
+        let (server, logs) = try TestServer.probed(options, echo: true)
         defer { server.stop() }
         let started = ContinuousClock.now
         let client = try TestClient(connectingTo: server.address)
@@ -332,10 +249,7 @@ struct ConnectionLifecycleTests {
     func activityDefersIdleTimeout() throws {
         var options = ConnectionOptions()
         options.idleTimeout = .milliseconds(400)
-        let logs = ConnectionLogs()
-        let server = try TestServer.start(connectionOptions: options) { _, _ in
-            ProbeHandler(record: logs.add(), inner: EchoHandler())
-        }
+        let (server, logs) = try TestServer.probed(options, echo: true)
         defer { server.stop() }
         let client = try TestClient(connectingTo: server.address)
         // 1 s of traffic, a byte every 40 ms: well over the timeout in total, never idle for it.
@@ -355,10 +269,8 @@ struct ConnectionLifecycleTests {
         options.writeBufferHighWatermark = 64 * 1024
         options.writeBufferLowWatermark = 32 * 1024
         options.writeBufferLimit = 256 * 1024
-        let logs = ConnectionLogs()
-        let server = try TestServer.start(connectionOptions: options) { _, _ in
-            let record = logs.add()
-            let handler = ProbeHandler(record: record)
+        let (server, logs) = try TestServer.probed(options) { handler, _ in
+            let record = handler.record
             handler.onOpened = { connection in
                 // A handler that ignores writability: write until a write is refused.
                 let chunk = pattern(count: 64 * 1024)
@@ -367,7 +279,6 @@ struct ConnectionLifecycleTests {
                 let maxQueued = connection.queuedOutputBytes
                 record.update { $0.notes = ["accepted \(accepted)", "queued after \(maxQueued)"] }
             }
-            return handler
         }
         defer { server.stop() }
         let client = try TestClient(connectingTo: server.address, receiveBuffer: 16 * 1024)
@@ -381,11 +292,8 @@ struct ConnectionLifecycleTests {
 
     @Test("a peer that does not read hits the high watermark; echo pauses reading, then delivers everything")
     func nonReadingPeerPausesReading() throws {
-        let logs = ConnectionLogs()
         let connectionOptions = ConnectionOptions()
-        let server = try TestServer.start { _, _ in
-            logs.probe(inner: EchoHandler(), keepReceivedBytes: false)
-        }
+        let (server, logs) = try TestServer.probed(echo: true, keepReceivedBytes: false)
         defer { server.stop() }
         let client = try TestClient(connectingTo: server.address, receiveBuffer: 128 * 1024, sendBuffer: 128 * 1024)
         let record = try logs.record()
@@ -428,7 +336,7 @@ struct ConnectionLifecycleTests {
         var mismatch: Int?
         let deadline = Deadline(.seconds(30))
         while received < sent, !deadline.hasPassed {
-            let (bytes, end) = client.receiveSome(max: 256 * 1024, timeout: .milliseconds(Int(deadline.remainingMilliseconds)))
+            let (bytes, end) = client.receiveSome(max: 256 * 1024, timeout: deadline.remaining)
             if let end {
                 Issue.record("the stream ended (\(end)) after \(received) of \(sent) bytes")
                 break
@@ -445,6 +353,35 @@ struct ConnectionLifecycleTests {
         let (writableAfter, pausedAfter, _) = try serverState(server, logs: logs)
         #expect(writableAfter == true)
         #expect(pausedAfter == false)
+    }
+
+    // MARK: Helpers
+
+    /// A probed server (``TestServer/probed(host:_:echo:keepReceivedBytes:configure:)``)
+    /// whose connections, as soon as they open, write `size` bytes of the pattern and then
+    /// `end` themselves (close, abort, shutdownOutput). The record's notes say what was
+    /// still queued at that moment and the phase after it: `["queued: N", "phase: P"]`.
+    private static func writingServer(
+        size: Int, _ options: ConnectionOptions = .init(), then end: @escaping @Sendable (Connection) -> Void
+    ) throws -> (server: TestServer, logs: ConnectionLogs) {
+        try TestServer.probed(options) { handler, _ in
+            let record = handler.record
+            handler.onOpened = { connection in
+                connection.write(pattern(count: size))
+                let queued = connection.queuedOutputBytes
+                // Noted before `end`, which may report the close at once.
+                record.update { $0.notes = ["queued: \(queued)"] }
+                end(connection)
+                let phase = connection.phase
+                record.update { $0.notes.append("phase: \(phase)") }
+            }
+        }
+    }
+
+    /// The output a ``writingServer(size:_:then:)`` connection still had queued when it
+    /// ended itself (0 when not noted).
+    private static func queuedAtEnd(_ notes: [String]) -> Int {
+        notes.first.flatMap { Int($0.split(separator: " ").last ?? "") } ?? 0
     }
 
     /// The server connection's (isWritable, isReadingPaused, queuedOutputBytes), read on

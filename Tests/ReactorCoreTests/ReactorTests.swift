@@ -39,16 +39,11 @@ struct ReactorTests {
 
     @Test("run() on a stopped reactor throws reactorStopped")
     func runAgainThrows() throws {
-        let error = try onNewThread { () -> ReactorError? in
-            let reactor = try Reactor()
+        let error = try reactorError(prepare: { reactor in
             reactor.schedule(after: .milliseconds(1)) { _ in reactor.stop() }
             try reactor.run()
-            do throws(ReactorError) {
-                try reactor.run()
-                return nil
-            } catch {
-                return error
-            }
+        }) { reactor in
+            try reactor.run()
         }
         let thrown = try #require(error, "a second run() must throw")
         #expect(thrown.code == .reactorStopped)
@@ -131,8 +126,7 @@ struct ReactorTests {
 extension ReactorTests {
     @Test("stopping the reactor aborts open connections and tells each handler once")
     func stopAbortsConnections() throws {
-        let logs = ConnectionLogs()
-        let server = try TestServer.start { _, _ in ProbeHandler(record: logs.add(), inner: EchoHandler()) }
+        let (server, logs) = try TestServer.probed(echo: true)
         let clients = try (0..<3).map { _ in try TestClient(connectingTo: server.address) }
         for client in clients {
             try client.send("x")
@@ -247,12 +241,9 @@ struct ShutdownTests {
     @Test("shutdownGracefully closes listeners, flushes connections, and run() returns")
     func gracefulShutdownFlushes() throws {
         let owed = 4 * 1024 * 1024
-        let logs = ConnectionLogs()
-        let server = try TestServer.start { _, _ in
-            let handler = ProbeHandler(record: logs.add(), keepReceivedBytes: false)
+        let (server, logs) = try TestServer.probed(keepReceivedBytes: false) { handler, _ in
             // Answer any request with a reply much larger than the socket buffers.
             handler.onReceived = { _, connection in connection.write(pattern(count: owed)) }
-            return handler
         }
         let client = try TestClient(connectingTo: server.address, receiveBuffer: 64 * 1024)
         try client.send("go")
@@ -266,10 +257,7 @@ struct ShutdownTests {
             "the listener still accepts after shutdownGracefully")
 
         // The open connection gets everything it was owed, then end of file.
-        let (bytes, end) = client.receiveUntilEnd(timeout: .seconds(20))
-        #expect(end == .endOfFile)
-        #expect(bytes.count == owed)
-        #expect(firstPatternMismatch(bytes) == nil)
+        expectPattern(client.receiveUntilEnd(timeout: .seconds(20)), count: owed)
         client.close()
 
         #expect(try logs.closeReason() == .closed)
@@ -279,11 +267,8 @@ struct ShutdownTests {
 
     @Test("shutdownGracefully aborts connections still open after its timeout")
     func gracefulShutdownTimeout() throws {
-        let logs = ConnectionLogs()
-        let server = try TestServer.start { _, _ in
-            let handler = ProbeHandler(record: logs.add(), keepReceivedBytes: false)
+        let (server, logs) = try TestServer.probed(keepReceivedBytes: false) { handler, _ in
             handler.onOpened = { connection in connection.write(pattern(count: 8 * 1024 * 1024)) }
-            return handler
         }
         // A client that neither reads nor closes.
         let client = try TestClient(connectingTo: server.address, receiveBuffer: 16 * 1024)

@@ -36,6 +36,24 @@ func onNewThread<T: Sendable>(
     return try result.value!.get()
 }
 
+/// On a new thread with a new reactor, runs `prepare`, then `body`; returns the
+/// ``ReactorError`` that `body` threw, or nil if it threw none. Any other error is thrown.
+func reactorError(
+    prepare: @escaping @Sendable (Reactor) throws -> Void = { _ in },
+    _ body: @escaping @Sendable (Reactor) throws -> Void
+) throws -> ReactorError? {
+    try onNewThread { () -> ReactorError? in
+        let reactor = try Reactor()
+        try prepare(reactor)
+        do {
+            try body(reactor)
+            return nil
+        } catch let error as ReactorError {
+            return error
+        }
+    }
+}
+
 // MARK: - Reactors on threads
 
 extension ReactorHandle {
@@ -83,6 +101,22 @@ struct TestServer {
             ).address
         }
         return TestServer(thread: thread, address: address)
+    }
+
+    /// A server whose every connection is a ``ProbeHandler`` recording into the returned
+    /// logs, around the bundled ``EchoHandler`` when `echo` is set, and set up further by
+    /// `configure` (on the reactor thread, before the connection opens).
+    static func probed(
+        host: String = "127.0.0.1", _ options: ConnectionOptions = .init(), echo: Bool = false, keepReceivedBytes: Bool = true,
+        configure: @escaping @Sendable (ProbeHandler, Reactor) -> Void = { _, _ in }
+    ) throws -> (server: TestServer, logs: ConnectionLogs) {
+        let logs = ConnectionLogs()
+        let server = try start(host: host, connectionOptions: options) { reactor, _ in
+            let handler = logs.probe(inner: echo ? EchoHandler() : nil, keepReceivedBytes: keepReceivedBytes)
+            configure(handler, reactor)
+            return handler
+        }
+        return (server, logs)
     }
 
     /// An echo server using the bundled ``EchoHandler``.
@@ -263,4 +297,20 @@ func pattern(count: Int, offset: Int = 0, seed: UInt64 = 0x9E37_79B9_7F4A_7C15) 
 /// The index of the first byte where `bytes` differs from the pattern, or nil.
 func firstPatternMismatch(_ bytes: [UInt8], offset: Int = 0, seed: UInt64 = 0x9E37_79B9_7F4A_7C15) -> Int? {
     bytes.indices.first { bytes[$0] != patternByte(offset + $0, seed: seed) }
+}
+
+// MARK: - Expectations
+
+/// Expects a stream (as ``TestClient/receiveUntilEnd(timeout:)`` returns it) to have
+/// carried exactly `text`, then end of file.
+func expectText(_ received: (bytes: [UInt8], end: StreamEnd), _ text: String, sourceLocation: SourceLocation = #_sourceLocation) {
+    #expect(String(decoding: received.bytes, as: UTF8.self) == text, sourceLocation: sourceLocation)
+    #expect(received.end == .endOfFile, sourceLocation: sourceLocation)
+}
+
+/// Expects a stream to have carried the first `count` bytes of the pattern, then end of file.
+func expectPattern(_ received: (bytes: [UInt8], end: StreamEnd), count: Int, sourceLocation: SourceLocation = #_sourceLocation) {
+    #expect(received.end == .endOfFile, sourceLocation: sourceLocation)
+    #expect(received.bytes.count == count, sourceLocation: sourceLocation)
+    #expect(firstPatternMismatch(received.bytes) == nil, sourceLocation: sourceLocation)
 }
