@@ -18,6 +18,25 @@ private func connectInBackground(to address: SocketAddress) -> Int32 {
     return fd
 }
 
+/// A loopback listener with backlog 0 that never accepts, its accept queue filled by
+/// background connects: the kernel drops further SYNs, so a connect to ``address`` gets
+/// no answer at all. The sockets are closed when it is released.
+private final class SilentListener {
+    let listener: RawSocket
+    let address: SocketAddress
+    private let fillers: [Int32]
+
+    init() throws {
+        listener = try RawSocket(listenBacklog: 0)
+        address = try SocketAddress(ip: "127.0.0.1", port: listener.port)
+        let address = address
+        fillers = (0..<3).map { _ in connectInBackground(to: address) }
+        usleep(50_000)
+    }
+
+    deinit { fillers.forEach { close($0) } }
+}
+
 /// Connects with the framework from a reactor thread; returns the record the handler fills.
 private func frameworkConnect(
     to address: SocketAddress, timeout: Duration = .seconds(5)
@@ -54,13 +73,10 @@ struct ConnectAndBindTests {
 
     @Test("a connect nobody answers fails with timedOut after the connect timeout")
     func connectTimeout() throws {
-        // A listener with backlog 0 that never accepts: once its accept queue holds one
-        // connection, the kernel drops further SYNs, so a connect gets no answer at all.
-        let listener = try RawSocket(listenBacklog: 0)
-        let target = try SocketAddress(ip: "127.0.0.1", port: listener.port)
-        let fillers = (0..<3).map { _ in connectInBackground(to: target) }
-        defer { fillers.forEach { close($0) } }
-        usleep(50_000)
+        // Once a listener's accept queue is full, the kernel drops further SYNs.
+        let silent = try SilentListener()
+        defer { withExtendedLifetime(silent) {} }
+        let target = silent.address
 
         let started = ContinuousClock.now
         let (thread, record) = try frameworkConnect(to: target, timeout: .milliseconds(300))
@@ -77,11 +93,9 @@ struct ConnectAndBindTests {
 
     @Test("a cancelled connect never calls its handler")
     func connectCancelled() throws {
-        let listener = try RawSocket(listenBacklog: 0)
-        let target = try SocketAddress(ip: "127.0.0.1", port: listener.port)
-        let fillers = (0..<3).map { _ in connectInBackground(to: target) }
-        defer { fillers.forEach { close($0) } }
-        usleep(50_000)
+        let silent = try SilentListener()
+        defer { withExtendedLifetime(silent) {} }
+        let target = silent.address
         let record = Locked(ConnectionRecord())
         let (thread, wasPending) = try ReactorThread.start { reactor in
             let pending = reactor.connect(to: target, timeout: .milliseconds(100), handler: ProbeHandler(record: record))
@@ -101,14 +115,8 @@ struct ConnectAndBindTests {
     func bindInUse(host: String) throws {
         let server = try TestServer.echo(host: host)
         defer { server.stop() }
-        let error = try onNewThread { () -> ReactorError? in
-            let reactor = try Reactor()
-            do throws(ReactorError) {
-                try reactor.listen(host: host, port: server.port) { _ in EchoHandler() }
-                return nil
-            } catch {
-                return error
-            }
+        let error = try reactorError { reactor in
+            _ = try reactor.listen(host: host, port: server.port) { _ in EchoHandler() }
         }
         let thrown = try #require(error, "a second listener on the same port must fail")
         #expect(thrown.code == .addressInUse)
@@ -121,14 +129,8 @@ struct ConnectAndBindTests {
 
     @Test("listening on a host that does not resolve throws invalidAddress, naming the host")
     func listenBadHost() throws {
-        let error = try onNewThread { () -> ReactorError? in
-            let reactor = try Reactor()
-            do throws(ReactorError) {
-                try reactor.listen(host: "nonsense.invalid", port: 0) { _ in EchoHandler() }
-                return nil
-            } catch {
-                return error
-            }
+        let error = try reactorError { reactor in
+            _ = try reactor.listen(host: "nonsense.invalid", port: 0) { _ in EchoHandler() }
         }
         let thrown = try #require(error)
         #expect(thrown.code == .invalidAddress)
