@@ -27,6 +27,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "server_common.h"
+
 #define READ_BUFFER_SIZE (64 * 1024)
 #define MAX_EVENTS 256
 
@@ -136,15 +138,9 @@ static void on_acceptable(int lfd) {
     }
 }
 
-static int listen_on(const char *host, const char *port, char *shown, size_t shown_size) {
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
-    struct addrinfo *list;
-    int rc = getaddrinfo(host, port, &hints, &list);
-    if (rc != 0) {
-        fprintf(stderr, "epoll_echo: cannot resolve %s: %s\n", host, gai_strerror(rc));
-        exit(1);
-    }
+static int listen_on(const char *host, const char *port) {
+    struct addrinfo *list = resolve_listen_address("epoll_echo", host, port);
+    if (!list) exit(1);
     int fd = -1;
     for (struct addrinfo *ai = list; ai && fd < 0; ai = ai->ai_next) {
         fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -158,29 +154,13 @@ static int listen_on(const char *host, const char *port, char *shown, size_t sho
     }
     freeaddrinfo(list);
     if (fd < 0) die("bind/listen");
-
-    struct sockaddr_storage addr;
-    socklen_t len = sizeof addr;
-    char numeric[NI_MAXHOST], service[NI_MAXSERV];
-    if (getsockname(fd, (struct sockaddr *)&addr, &len) != 0) die("getsockname");
-    getnameinfo((struct sockaddr *)&addr, len, numeric, sizeof numeric, service, sizeof service,
-                NI_NUMERICHOST | NI_NUMERICSERV);
-    snprintf(shown, shown_size, addr.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", numeric, service);
     return fd;
 }
 
 int main(int argc, char **argv) {
-    if (argc != 3) {
-        fprintf(stderr, "usage: %s HOST PORT\n", argv[0]);
-        return 2;
-    }
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-        getrlimit(RLIMIT_NOFILE, &rl);
-    }
-    max_fds = rl.rlim_cur == RLIM_INFINITY ? 1u << 20 : (size_t)rl.rlim_cur;
+    if (!usage_ok(argc, argv)) return 2;
+    rlim_t limit = raise_fd_limit();
+    max_fds = limit == RLIM_INFINITY || limit == 0 ? 1u << 20 : (size_t)limit;
     conns = calloc(max_fds, sizeof *conns); /* untouched pages cost no memory */
     if (!conns) die("calloc");
 
@@ -194,8 +174,7 @@ int main(int argc, char **argv) {
     if (sfd < 0) die("signalfd");
     signal(SIGPIPE, SIG_IGN);
 
-    char shown[NI_MAXHOST + NI_MAXSERV + 4];
-    int lfd = listen_on(argv[1], argv[2], shown, sizeof shown);
+    int lfd = listen_on(argv[1], argv[2]);
     spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 
     epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -205,8 +184,7 @@ int main(int argc, char **argv) {
     ev.data.fd = sfd;
     if (epoll_ctl(epfd, EPOLL_CTL_ADD, sfd, &ev) != 0) die("epoll_ctl(signalfd)");
 
-    printf("listening tcp %s epoll-echo\n", shown);
-    fflush(stdout);
+    if (print_listening(lfd, "epoll-echo") != 0) die("getsockname");
 
     struct epoll_event events[MAX_EVENTS];
     for (;;) {

@@ -8,6 +8,8 @@
  * evbuffer (libevent moves whole chains and copies only partial ones; nothing is
  * formatted per line). At the end of the callback one evbuffer_add_buffer moves the
  * replies to the bufferevent's output, which it writes when the socket is writable.
+ * The listener, signals, main, the scratch buffer and backpressure are in
+ * libevent_server.h.
  *
  * It is as safe as the Swift framed echo it is measured against:
  * - a line longer than MAX_LINE bytes (64 KiB, without its '\n') closes that
@@ -22,45 +24,9 @@
  * Prints "listening tcp HOST:PORT libevent-line-echo" once ready; exits 0 on
  * SIGINT/SIGTERM.
  */
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/event.h>
-#include <event2/listener.h>
-#include <event2/util.h>
+#include "libevent_server.h"
 
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <signal.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/resource.h>
-#include <sys/socket.h>
-
-#define MAX_LINE (64 * 1024)     /* longest line accepted, '\n' not counted */
-#define OUTPUT_HIGH (64 * 1024)  /* stop reading when this much output waits */
-#define OUTPUT_LOW (32 * 1024)   /* read again once the output is below this */
-
-/* The replies to one read callback's lines, moved to the output in one
- * evbuffer_add_buffer at the end of the callback. Adding each line to the bufferevent's
- * output directly would run the output's callbacks (bufferevent_socket_outbuf_cb,
- * event_pending) once per line; the scratch buffer has none. One for the whole server:
- * it is single-threaded and the buffer is empty between callbacks. */
-static struct evbuffer *scratch;
-
-static void close_conn(struct bufferevent *bev, const char *why) {
-    evutil_socket_t fd = bufferevent_getfd(bev);
-    struct sockaddr_storage addr;
-    socklen_t len = sizeof addr;
-    char host[NI_MAXHOST] = "?", port[NI_MAXSERV] = "?";
-    if (getpeername(fd, (struct sockaddr *)&addr, &len) == 0)
-        getnameinfo((struct sockaddr *)&addr, len, host, sizeof host, port, sizeof port,
-                    NI_NUMERICHOST | NI_NUMERICSERV);
-    fprintf(stderr, "libevent_line_echo: %s:%s: %s; closing the connection\n", host, port, why);
-    evbuffer_drain(scratch, evbuffer_get_length(scratch)); /* replies owed to it */
-    bufferevent_free(bev); /* BEV_OPT_CLOSE_ON_FREE: closes the socket */
-}
+#define MAX_LINE (64 * 1024) /* longest line accepted, '\n' not counted */
 
 static void read_cb(struct bufferevent *bev, void *ctx) {
     (void)ctx;
@@ -87,120 +53,18 @@ static void read_cb(struct bufferevent *bev, void *ctx) {
             return;
         }
     }
-    /* All the replies of this read at once (moves the chains, copies nothing). */
-    if (evbuffer_add_buffer(output, scratch) < 0) {
-        close_conn(bev, "evbuffer_add_buffer failed");
-        return;
-    }
-    if (evbuffer_get_length(output) > OUTPUT_HIGH) {
-        /* The peer is not reading its replies: stop reading until they drain. */
-        bufferevent_disable(bev, EV_READ);
-        bufferevent_setwatermark(bev, EV_WRITE, OUTPUT_LOW, 0);
-    }
-}
-
-/* Runs when the output drains to the write low watermark (0, i.e. empty, unless
- * reading was stopped for backpressure). */
-static void write_cb(struct bufferevent *bev, void *ctx) {
-    (void)ctx;
-    if (!(bufferevent_get_enabled(bev) & EV_READ)) {
-        bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
-        bufferevent_enable(bev, EV_READ);
-        /* Lines that were already buffered when reading stopped. */
-        if (evbuffer_get_length(bufferevent_get_input(bev)) > 0) read_cb(bev, ctx);
-    }
-}
-
-static void event_cb(struct bufferevent *bev, short events, void *ctx) {
-    (void)ctx;
-    if (events & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) bufferevent_free(bev); /* closes fd */
-}
-
-static void accept_cb(struct evconnlistener *listener, evutil_socket_t fd,
-                      struct sockaddr *addr, int socklen, void *ctx) {
-    (void)addr, (void)socklen, (void)ctx;
-    struct event_base *base = evconnlistener_get_base(listener);
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    struct bufferevent *bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
-    if (!bev) {
-        evutil_closesocket(fd);
-        return;
-    }
-    bufferevent_setcb(bev, read_cb, write_cb, event_cb, NULL);
-    bufferevent_enable(bev, EV_READ | EV_WRITE);
-}
-
-static void accept_error_cb(struct evconnlistener *listener, void *ctx) {
-    (void)listener, (void)ctx;
-    int err = EVUTIL_SOCKET_ERROR();
-    fprintf(stderr, "libevent_line_echo: accept: %s\n", evutil_socket_error_to_string(err));
-}
-
-static void signal_cb(evutil_socket_t sig, short events, void *base) {
-    (void)sig, (void)events;
-    event_base_loopbreak(base);
+    if (send_replies(bev, output) < 0) return;
+    apply_backpressure(bev, output);
 }
 
 int main(int argc, char **argv) {
-    if (argc != 3) {
-        fprintf(stderr, "usage: %s HOST PORT\n", argv[0]);
-        return 2;
-    }
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
-
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
-    struct addrinfo *ai;
-    int rc = getaddrinfo(argv[1], argv[2], &hints, &ai);
-    if (rc != 0) {
-        fprintf(stderr, "libevent_line_echo: cannot resolve %s: %s\n", argv[1], gai_strerror(rc));
-        return 1;
-    }
-
-    struct event_base *base = event_base_new();
-    scratch = evbuffer_new();
-    if (!base || !scratch) {
-        fprintf(stderr, "libevent_line_echo: event_base_new failed\n");
-        return 1;
-    }
-    struct evconnlistener *listener = evconnlistener_new_bind(
-        base, accept_cb, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, -1,
-        ai->ai_addr, (int)ai->ai_addrlen);
-    freeaddrinfo(ai);
-    if (!listener) {
-        perror("libevent_line_echo: bind/listen");
-        return 1;
-    }
-    evconnlistener_set_error_cb(listener, accept_error_cb);
-
-    struct event *sigint = evsignal_new(base, SIGINT, signal_cb, base);
-    struct event *sigterm = evsignal_new(base, SIGTERM, signal_cb, base);
-    event_add(sigint, NULL);
-    event_add(sigterm, NULL);
-    signal(SIGPIPE, SIG_IGN);
-
-    struct sockaddr_storage addr;
-    socklen_t len = sizeof addr;
-    char host[NI_MAXHOST], port[NI_MAXSERV];
-    getsockname(evconnlistener_get_fd(listener), (struct sockaddr *)&addr, &len);
-    getnameinfo((struct sockaddr *)&addr, len, host, sizeof host, port, sizeof port,
-                NI_NUMERICHOST | NI_NUMERICSERV);
-    printf(addr.ss_family == AF_INET6 ? "listening tcp [%s]:%s libevent-line-echo\n"
-                                      : "listening tcp %s:%s libevent-line-echo\n",
-           host, port);
-    fflush(stdout);
-
-    event_base_dispatch(base);
-
-    event_free(sigint);
-    event_free(sigterm);
-    evconnlistener_free(listener);
-    evbuffer_free(scratch);
-    event_base_free(base);
-    return 0;
+    static const struct libevent_server line_echo = {
+        .name = "libevent_line_echo",
+        .listening_name = "libevent-line-echo",
+        .read_cb = read_cb,
+        .framed = 1,
+        .min_frame = 1, /* a '\n' */
+    };
+    return libevent_server_main(argc, argv, &line_echo);
 }
+
