@@ -24,26 +24,17 @@
 #   SERVER_CPU (0) CLIENT_CPU (1) REACTOR_BIN (.build/release/reactor, built if missing)
 #   SERVERS ("epoll libevent reactor")
 # Output: a markdown report on stdout, also written to Benchmarks/results/.
-# Helpers shared with framing-bench.sh (server start/stop, quiet-machine wait, the
-# repeat-while-noisy loadgen run) are in lib.sh.
+# What it shares with framing-bench.sh (the common knobs' defaults, server start/stop,
+# quiet-machine wait, the repeat-while-noisy loadgen run, the report helpers) is in lib.sh.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$HERE")
-ROUNDS=${ROUNDS:-3}
-DURATION=${DURATION:-10}
-WARMUP=${WARMUP:-2}
+# ROUNDS, DURATION, WARMUP, NOISE_MAX, RETRIES, QUIET_*, *_CPU, REACTOR_BIN: lib.sh.
 CONNECTIONS=${CONNECTIONS:-100}
 SIZE=${SIZE:-64}
 IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-5000}
 IDLE_HOLD=${IDLE_HOLD:-3}
-NOISE_MAX=${NOISE_MAX:-10}
-RETRIES=${RETRIES:-2}
-QUIET_WAIT=${QUIET_WAIT:-60}
-QUIET_BUDGET=${QUIET_BUDGET:-300}
-SERVER_CPU=${SERVER_CPU:-0}
-CLIENT_CPU=${CLIENT_CPU:-1}
-REACTOR_BIN=${REACTOR_BIN:-$ROOT/.build/release/reactor}
 SERVERS=${SERVERS:-"epoll libevent reactor"}
 
 server_command() {
@@ -112,15 +103,6 @@ for name in "${names[@]}"; do
 done
 
 # ---- report ----
-col() { awk -v c="$1" '{print $c}' "$WORK/$2.rounds" | median; }
-# Median over rounds of (server's value / reference's value) in the same round.
-ratio() {
-    local name=$1 ref=$2 c=$3
-    [[ -f $WORK/$ref.rounds ]] || { echo "n/a"; return; }
-    join <(awk -v c="$c" '{print $1, $c}' "$WORK/$name.rounds" | sort) \
-        <(awk -v c="$c" '{print $1, $c}' "$WORK/$ref.rounds" | sort) |
-        awk '{print $2 / $3}' | median
-}
 label() {
     case $1 in
         epoll) echo "raw epoll (C)" ;;
@@ -145,10 +127,10 @@ report=$WORK/report.md
         read -r rss0 rss1 _ _ <"$WORK/$name.idle"
         printf "| %s | %s | %s | %s | %s | %s | %s |\n" "$(label "$name")" \
             "$(calc %.0f "$(col 4 "$name")")" \
-            "$(calc %.3f "$(ratio "$name" epoll 4)")" \
-            "$(calc %.3f "$(ratio "$name" libevent 4)")" \
+            "$(fmt %.3f "$(ratio "$name" epoll 4)")" \
+            "$(fmt %.3f "$(ratio "$name" libevent 4)")" \
             "$(calc %.3f "$(col 5 "$name")")" \
-            "$(calc %.3f "$(ratio "$name" epoll 5)")" \
+            "$(fmt %.3f "$(ratio "$name" epoll 5)")" \
             "$(calc %.0f "($rss1 - $rss0) * 1024 / $IDLE_CONNECTIONS")"
     done
     echo
@@ -184,13 +166,7 @@ report=$WORK/report.md
         check "heap per idle connection <= 1024 bytes: $idle" "$idle <= 1024"
     fi
     echo
-    echo "Machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(uname -sr)." \
-        "reactor: $REACTOR_BIN ($(date -u -r "$REACTOR_BIN" '+built %Y-%m-%d %H:%M UTC'))" \
-        "at commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)."
+    echo "$(machine_line) at commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)."
 } >"$report"
 
-mkdir -p "$HERE/results"
-cp "$report" "$HERE/results/echo-bench-$stamp.md"
-cp "$report" "$HERE/results/echo-bench-latest.md"
-cat "$report"
-say "written to Benchmarks/results/echo-bench-$stamp.md"
+publish_report "$report" "$stamp"

@@ -32,19 +32,10 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$HERE")
-ROUNDS=${ROUNDS:-3}
-DURATION=${DURATION:-10}
-WARMUP=${WARMUP:-2}
+# ROUNDS, DURATION, WARMUP, NOISE_MAX, RETRIES, QUIET_*, *_CPU, REACTOR_BIN: lib.sh.
 CONNECTIONS=${CONNECTIONS:-50}
 DEPTH=${DEPTH:-64}
 SIZE=${SIZE:-32}
-NOISE_MAX=${NOISE_MAX:-10}
-RETRIES=${RETRIES:-2}
-QUIET_WAIT=${QUIET_WAIT:-60}
-QUIET_BUDGET=${QUIET_BUDGET:-300}
-SERVER_CPU=${SERVER_CPU:-0}
-CLIENT_CPU=${CLIENT_CPU:-1}
-REACTOR_BIN=${REACTOR_BIN:-$ROOT/.build/release/reactor}
 NIO_BIN=${NIO_BIN:-$HERE/swift/.build/release/nio-line-echo}
 LINE_SERVERS=${LINE_SERVERS:-"reactor libevent nio"}
 INT32_SERVERS=${INT32_SERVERS:-"reactor libevent"}
@@ -116,16 +107,6 @@ run_part() {
 [[ -z $INT32_SERVERS ]] || run_part int32 --framing int32
 
 # ---- report ----
-col() { awk -v c="$1" '{print $c}' "$WORK/$2.rounds" | median; }
-# Median over rounds of (server's value / reference's value) in the same round.
-ratio() {
-    local name=$1 ref=$2 c=$3
-    [[ -f $WORK/$name.rounds && -f $WORK/$ref.rounds ]] || { echo "nan"; return; }
-    join <(awk -v c="$c" '{print $1, $c}' "$WORK/$name.rounds" | sort) \
-        <(awk -v c="$c" '{print $1, $c}' "$WORK/$ref.rounds" | sort) |
-        awk '{print $2 / $3}' | median
-}
-fmt() { if [[ $2 == nan ]]; then echo "n/a"; else calc "$1" "$2"; fi; }
 label() {
     case $1 in
         line-reactor) echo "reactor serve echo --framing line (Swift)" ;;
@@ -224,13 +205,7 @@ report=$WORK/report.md
         echo "- $what: $(fmt %.3fx "$(ratio "${ref%%-*}-reactor" "$ref" 5)")"
     done
     echo
-    echo "Machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(uname -sr)." \
-        "reactor: $REACTOR_BIN ($(date -u -r "$REACTOR_BIN" '+built %Y-%m-%d %H:%M UTC'))" \
-        "at commit $commit${dirty:+ with uncommitted changes to $dirty}$stale."
+    echo "$(machine_line) at commit $commit${dirty:+ with uncommitted changes to $dirty}$stale."
 } >"$report"
 
-mkdir -p "$HERE/results"
-cp "$report" "$HERE/results/framing-bench-$stamp.md"
-cp "$report" "$HERE/results/framing-bench-latest.md"
-cat "$report"
-say "written to Benchmarks/results/framing-bench-$stamp.md"
+publish_report "$report" "$stamp"

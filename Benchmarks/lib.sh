@@ -1,16 +1,30 @@
 # lib.sh: what echo-bench.sh and framing-bench.sh share. Sourced, not run.
 #
-# The sourcing script sets, before sourcing: BENCH (its name, for messages), HERE (the
-# Benchmarks directory), ROOT (the repository), and the knobs SERVER_CPU, CLIENT_CPU,
-# NOISE_MAX, RETRIES, QUIET_WAIT, QUIET_BUDGET, REACTOR_BIN; and it defines
-# server_command NAME (the command line that starts server NAME). lib.sh provides:
+# The sourcing script sets, before sourcing: BENCH (its name, for messages and report
+# files), HERE (the Benchmarks directory), ROOT (the repository), and its own knobs;
+# and it defines server_command NAME (the command line that starts server NAME).
+# lib.sh provides:
+#   the knobs both scripts share, from the environment or their defaults;
 #   say, die, cleanup traps, a scratch directory $WORK;
 #   build_c_programs, ensure_reactor;
 #   start_server NAME / stop_server NAME (sets SERVER_PID and PORT);
 #   wait_quiet (waits for other sessions' load to drop);
 #   measure NAME FILE-PREFIX RATE-KEY RATE-UNIT CPU-KEY CPU-UNIT DEADLINE LOADGEN-ARGS...
 #     (one loadgen run, repeated while noisy; sets BEST, BEST_NOISE, REPEATS);
-#   field, median, calc, machine_ticks.
+#   field, median, calc, machine_ticks;
+#   for the report: col, ratio, fmt, machine_line, publish_report.
+
+# Knobs both scripts take (each script's header documents them).
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-2}
+NOISE_MAX=${NOISE_MAX:-10}
+RETRIES=${RETRIES:-2}
+QUIET_WAIT=${QUIET_WAIT:-60}
+QUIET_BUDGET=${QUIET_BUDGET:-300}
+SERVER_CPU=${SERVER_CPU:-0}
+CLIENT_CPU=${CLIENT_CPU:-1}
+REACTOR_BIN=${REACTOR_BIN:-$ROOT/.build/release/reactor}
 
 BIN=$HERE/bin
 LOADGEN=$BIN/loadgen
@@ -142,4 +156,41 @@ measure() {
         ((attempt == RETRIES)) || say "  other load above ${NOISE_MAX}% of a CPU: repeating"
     done
     REPEATS=$((attempt > RETRIES ? RETRIES : attempt))
+}
+
+# ---- report ----
+# Each server's rounds are in $WORK/NAME.rounds, one line per round:
+#   round repeats other% rate server-cpu-per-unit server-cpu% client-cpu% p50 p99
+
+# col C NAME: the median over NAME's rounds of column C.
+col() { awk -v c="$1" '{print $c}' "$WORK/$2.rounds" | median; }
+
+# ratio NAME REF C: the median over rounds of (NAME's column C / REF's column C) in the
+# same round; nan when either did not run.
+ratio() {
+    local name=$1 ref=$2 c=$3
+    [[ -f $WORK/$name.rounds && -f $WORK/$ref.rounds ]] || { echo "nan"; return; }
+    join <(awk -v c="$c" '{print $1, $c}' "$WORK/$name.rounds" | sort) \
+        <(awk -v c="$c" '{print $1, $c}' "$WORK/$ref.rounds" | sort) |
+        awk '{print $2 / $3}' | median
+}
+
+# fmt FORMAT VALUE: VALUE in FORMAT, or n/a for nan.
+fmt() { if [[ $2 == nan ]]; then echo "n/a"; else calc "$1" "$2"; fi; }
+
+# The report's "Machine: ..." sentence, up to the reactor binary and when it was built.
+machine_line() {
+    echo "Machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(uname -sr)." \
+        "reactor: $REACTOR_BIN ($(date -u -r "$REACTOR_BIN" '+built %Y-%m-%d %H:%M UTC'))"
+}
+
+# publish_report FILE STAMP: keeps the report as results/$BENCH-STAMP.md and
+# results/$BENCH-latest.md, and prints it.
+publish_report() {
+    local report=$1 stamp=$2
+    mkdir -p "$HERE/results"
+    cp "$report" "$HERE/results/$BENCH-$stamp.md"
+    cp "$report" "$HERE/results/$BENCH-latest.md"
+    cat "$report"
+    say "written to Benchmarks/results/$BENCH-$stamp.md"
 }
