@@ -30,23 +30,25 @@ public enum StreamEnd: Equatable, CustomStringConvertible, Sendable {
 /// A socket address built from a ``SocketAddress``'s text, independent of the framework's
 /// own sockaddr handling.
 public func withSockAddr<R>(_ address: SocketAddress, _ body: (UnsafePointer<sockaddr>, socklen_t) -> R) -> R {
+    /// `storage` as a sockaddr of its own size.
+    func asSockaddr<Storage>(_ storage: inout Storage) -> R {
+        withUnsafePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<Storage>.size)) }
+        }
+    }
     switch address.family {
     case .ipv4:
         var v4 = sockaddr_in()
         v4.sin_family = sa_family_t(AF_INET)
         v4.sin_port = in_port_t(UInt16(address.port).bigEndian)
         precondition(inet_pton(AF_INET, address.ip, &v4.sin_addr) == 1)
-        return withUnsafePointer(to: &v4) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
+        return asSockaddr(&v4)
     case .ipv6:
         var v6 = sockaddr_in6()
         v6.sin6_family = sa_family_t(AF_INET6)
         v6.sin6_port = in_port_t(UInt16(address.port).bigEndian)
         precondition(inet_pton(AF_INET6, address.ip, &v6.sin6_addr) == 1)
-        return withUnsafePointer(to: &v6) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
-        }
+        return asSockaddr(&v6)
     }
 }
 
