@@ -23,20 +23,19 @@ package struct ByteQueue: ~Copyable {
         UnsafeRawBufferPointer(start: storage.map { UnsafeRawPointer($0 + start) }, count: end - start)
     }
 
-    package mutating func append(_ bytes: UnsafeRawBufferPointer, pool: BufferPool) {
-        guard bytes.count > 0, let source = bytes.baseAddress else { return }
-        reserve(bytes.count, pool: pool)
-        (storage! + end).copyMemory(from: source, byteCount: bytes.count)
-        end += bytes.count
-    }
-
-    /// Appends a frame's three parts (any may be empty) if they fit in the storage
-    /// already held, without compacting; false otherwise (nothing appended).
+    /// Appends up to three parts, any of them empty (a frame's header, payload and
+    /// trailer), with one capacity check. Inlined: a reply per pipelined request comes
+    /// through here, and the storage usually has room; the pool is asked for (and its
+    /// reference taken) only when it does not.
     @inline(__always)
-    package mutating func appendIfRoom(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer, _ c: UnsafeRawBufferPointer) -> Bool {
+    package mutating func append(
+        _ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer = ByteQueue.none,
+        _ c: UnsafeRawBufferPointer = ByteQueue.none, pool: @autoclosure () -> BufferPool
+    ) {
         let total = a.count &+ b.count &+ c.count
-        guard let storage, end &+ total <= capacity else { return false }
-        let at = storage + end
+        guard total > 0 else { return }
+        if storage == nil || end &+ total > capacity { reserve(total, pool: pool()) }
+        let at = storage.unsafelyUnwrapped + end
         if a.count > 0 { at.copyMemory(from: a.baseAddress.unsafelyUnwrapped, byteCount: a.count) }
         if b.count > 0 { (at + a.count).copyMemory(from: b.baseAddress.unsafelyUnwrapped, byteCount: b.count) }
         if c.count == 1 {
@@ -46,22 +45,10 @@ package struct ByteQueue: ~Copyable {
             (at + a.count + b.count).copyMemory(from: c.baseAddress.unsafelyUnwrapped, byteCount: c.count)
         }
         end &+= total
-        return true
     }
 
-    /// Appends a frame's three parts (any may be empty) with one capacity check.
-    package mutating func append(
-        _ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer, _ c: UnsafeRawBufferPointer, pool: BufferPool
-    ) {
-        let total = a.count + b.count + c.count
-        guard total > 0 else { return }
-        reserve(total, pool: pool)
-        let at = storage! + end
-        if a.count > 0 { at.copyMemory(from: a.baseAddress!, byteCount: a.count) }
-        if b.count > 0 { (at + a.count).copyMemory(from: b.baseAddress!, byteCount: b.count) }
-        if c.count > 0 { (at + a.count + b.count).copyMemory(from: c.baseAddress!, byteCount: c.count) }
-        end += total
-    }
+    /// An empty part, for ``append(_:_:_:pool:)``.
+    package static var none: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: nil, count: 0) }
 
     /// Drops `n` sent bytes from the front; returns the storage to the pool once empty.
     package mutating func consume(_ n: Int, pool: BufferPool) {
@@ -77,8 +64,10 @@ package struct ByteQueue: ~Copyable {
         end = 0
     }
 
+    /// Makes room for `extra` more bytes: slides the queued bytes to the front when that
+    /// suffices, otherwise moves them to a larger buffer from the pool.
+    @inline(never)
     private mutating func reserve(_ extra: Int, pool: BufferPool) {
-        if end + extra <= capacity { return }
         let used = end - start
         if used + extra <= capacity, let storage {
             // Enough room once the sent prefix is gone: slide the rest to the front.
