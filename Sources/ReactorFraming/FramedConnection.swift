@@ -24,17 +24,15 @@ import ReactorCore
 /// - set ``framer``: the bytes not yet framed are framed by the new framer (line mode for
 ///   a header, then fixed length or raw for a body).
 public final class FramedConnection: ConnectionHandler {
+    // State is confined to the reactor thread, and the framer is only passed inout to
+    // its own methods, which cannot reach back here: Swift's dynamic exclusivity checks
+    // would cost more than the framing itself, so they are off for it.
+
     /// The framer applied to the bytes not yet framed. Set it to switch framing
     /// mid-stream; it takes effect from the next frame, including bytes already received.
-    // State is confined to the reactor thread, and `framer` is only passed inout to the
-    // framer's own methods, which cannot reach back here: Swift's dynamic exclusivity
-    // checks would cost more than the framing itself, so they are off for it.
     public var framer: any Framer {
         get { engine.framer }
-        set {
-            engine = FramerEngine.make(newValue)
-            trailer = FramedConnection.copy(newValue.trailer, replacing: trailer)
-        }
+        set { engine = FramerEngine.make(newValue) }
     }
 
     /// The framer, specialized for its type (see ``FramerEngine``).
@@ -54,10 +52,7 @@ public final class FramedConnection: ConnectionHandler {
     /// True between ``pauseDelivery()`` and ``resumeDelivery()``.
     @exclusivity(unchecked) public private(set) var isDeliveryPaused = false
 
-    /// The framer's trailer in raw storage, so sending a frame reads it without retaining an array.
-    @exclusivity(unchecked) private var trailer: UnsafeRawBufferPointer
     @exclusivity(unchecked) private var input = ByteQueue()
-    @exclusivity(unchecked) private var isDelivering = false
     @exclusivity(unchecked) private var hasFailed = false
     @exclusivity(unchecked) private var resumeScheduled = false
     @exclusivity(unchecked) private var missingBytes = 1
@@ -65,25 +60,18 @@ public final class FramedConnection: ConnectionHandler {
     /// reply: delivery holds a strong reference for its whole duration.
     @exclusivity(unchecked) private var delivering: Unmanaged<Connection>?
 
+    private var isDelivering: Bool { delivering != nil }
+
     /// An adapter that frames with `framer` and delivers to `handler`.
     public init(framer: any Framer, handler: any FrameHandler) {
         let engine = FramerEngine.make(framer)
         self.engine = engine
         self.borrowedEngine = Unmanaged.passUnretained(engine)
         self.handler = handler
-        self.trailer = FramedConnection.copy(framer.trailer, replacing: nil)
     }
 
     deinit {
         if let connection { input.release(pool: connection.reactor.bufferPool) }
-        trailer.deallocate()
-    }
-
-    private static func copy(_ bytes: [UInt8], replacing old: UnsafeRawBufferPointer?) -> UnsafeRawBufferPointer {
-        old?.deallocate()
-        let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 1)
-        storage.copyBytes(from: bytes)
-        return UnsafeRawBufferPointer(storage)
     }
 
     // MARK: - For the frame handler
@@ -114,9 +102,11 @@ public final class FramedConnection: ConnectionHandler {
         try withUnsafeTemporaryAllocation(byteCount: FramerLimits.maxHeaderLength, alignment: 8) {
             (header: UnsafeMutableRawBufferPointer) throws(FramingError) -> Bool in
             let encoded = borrowedEngine._withUnsafeGuaranteedRef { engine in
-                Result { () throws(FramingError) -> Int in try engine.encodeHeader(for: payload, into: header) }
+                Result { () throws(FramingError) -> (Int, UnsafeRawBufferPointer) in
+                    (try engine.encodeHeader(for: payload, into: header), engine.trailer)
+                }
             }
-            let headerLength = try encoded.get()
+            let (headerLength, trailer) = try encoded.get()
             let prefix = UnsafeRawBufferPointer(rebasing: header[..<headerLength])
             return payload.withUnsafeBytes { body in
                 if let delivering {
@@ -234,36 +224,34 @@ public final class FramedConnection: ConnectionHandler {
             input.append(UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + take)]), pool: pool)
             offset += take
             chunk = Swift.min(chunk * 2, 64 * 1024)
-            let used = deliver(from: input.bytes)
-            if hasFailed || connection?.phase != .open {
-                input.release(pool: pool)
-                return bytes.count
-            }
-            input.consume(used, pool: pool)
+            if !deliverInput(pool: pool) { return bytes.count }
         }
         return offset
     }
 
     private func deliverBuffered() {
         guard !isDelivering, let connection else { return }
-        let used = connection.withBatchedWrites { deliver(from: input.bytes) }
-        if hasFailed || connection.phase != .open {
-            input.release(pool: connection.reactor.bufferPool)
-        } else {
-            input.consume(used, pool: connection.reactor.bufferPool)
+        connection.withBatchedWrites { _ = deliverInput(pool: connection.reactor.bufferPool) }
+    }
+
+    /// Delivers what `input` holds and drops what was delivered; after a framing failure
+    /// or a close, drops it all. Returns false in that case.
+    private func deliverInput(pool: BufferPool) -> Bool {
+        let used = deliver(from: input.bytes)
+        guard !hasFailed, connection?.phase == .open else {
+            input.release(pool: pool)
+            return false
         }
+        input.consume(used, pool: pool)
+        return true
     }
 
     /// Delivers whole frames from the front of `bytes` until the bytes run out, delivery
     /// pauses, the connection closes, or framing fails. Returns the bytes consumed.
     private func deliver(from bytes: UnsafeRawBufferPointer) -> Int {
         guard let connection else { return 0 }
-        isDelivering = true
         delivering = Unmanaged.passUnretained(connection)
-        defer {
-            isDelivering = false
-            delivering = nil
-        }
+        defer { delivering = nil }
         var offset = 0
         while true {
             let engine = self.engine  // held for the call, even if the handler replaces it

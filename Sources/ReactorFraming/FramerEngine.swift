@@ -6,6 +6,20 @@ import ReactorCore
 /// `any Framer` (a projection and a witness thunk per call, twice per echoed frame).
 /// Framers from other modules go through ``AnyFramer``, which costs what `any` costs.
 class FramerEngine {
+    /// The framer's trailer in raw storage, so sending a frame reads it without retaining
+    /// an array.
+    let trailer: UnsafeRawBufferPointer
+
+    init(trailer: [UInt8]) {
+        let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: trailer.count, alignment: 1)
+        storage.copyBytes(from: trailer)
+        self.trailer = UnsafeRawBufferPointer(storage)
+    }
+
+    deinit {
+        trailer.deallocate()
+    }
+
     /// The framer, as the public ``FramedConnection/framer`` property shows it.
     var framer: any Framer { fatalError("FramerEngine is abstract") }
 
@@ -41,6 +55,7 @@ final class TypedFramerEngine<F: Framer>: FramerEngine {
 
     init(_ framer: F) {
         typed = framer
+        super.init(trailer: framer.trailer)
     }
 
     override var framer: any Framer {
