@@ -176,17 +176,25 @@ public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
 
     /// The address a socket is bound to (getsockname) or connected to (getpeername).
     static func of(fd: Int32, peer: Bool) -> SocketAddress? {
+        let (status, address) = filled { peer ? getpeername(fd, $0, $1) : getsockname(fd, $0, $1) }
+        return status == 0 ? address : nil
+    }
+
+    /// Runs a system call that writes an address (accept, getsockname, getpeername) into
+    /// room for any family; returns its result and the address it wrote, if IPv4 or IPv6.
+    static func filled(
+        by call: (UnsafeMutablePointer<sockaddr>, UnsafeMutablePointer<socklen_t>) -> Int32
+    ) -> (result: Int32, address: SocketAddress?) {
         var storage = sockaddr_storage()
         var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        let status = withUnsafeMutablePointer(to: &storage) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                peer ? getpeername(fd, $0, &length) : getsockname(fd, $0, &length)
-            }
+        let result = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { call($0, &length) }
         }
-        guard status == 0 else { return nil }
-        return withUnsafePointer(to: &storage) {
+        guard result >= 0 else { return (result, nil) }
+        let address = withUnsafePointer(to: &storage) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { SocketAddress($0) }
         }
+        return (result, address)
     }
 
     public static func == (lhs: SocketAddress, rhs: SocketAddress) -> Bool {

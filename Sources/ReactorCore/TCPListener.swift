@@ -101,11 +101,7 @@ public final class TCPListener {
                 pause(reason: "\(connectionCount) connections open, the limit (maxConnections)", forFiles: false)
                 return
             }
-            var storage = sockaddr_storage()
-            var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-            let fd = withUnsafeMutablePointer(to: &storage) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { cevent_accept(fileDescriptor, $0, &length) }
-            }
+            let (fd, peer) = SocketAddress.filled { cevent_accept(fileDescriptor, $0, $1) }
             guard fd >= 0 else {
                 let error = errno
                 switch error {
@@ -121,9 +117,6 @@ public final class TCPListener {
                     reactor.logger.error("\(ReactorError(errno: error, operation: .accept, address: address))")
                     return
                 }
-            }
-            let peer = withUnsafePointer(to: &storage) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { SocketAddress($0) }
             }
             guard let peer else {
                 Glibc.close(fd)
