@@ -172,8 +172,7 @@ public final class Reactor {
     /// the reactor when all are closed, or after `timeout`, aborting any still open.
     public func shutdownGracefully(timeout: Duration = .seconds(10)) {
         guard shutdownDeadline == nil, state != .stopped else { return }
-        for listener in Array(listeners.values) { listener.close() }
-        for pending in Array(pendingConnects.values) { pending.cancel() }
+        stopOpeningConnections()
         for connection in connections { connection?.close() }
         shutdownDeadline = schedule(after: timeout) { [unowned self] _ in
             if connectionCount > 0 {
@@ -210,6 +209,12 @@ public final class Reactor {
         connections[fd] = nil
         connectionCount -= 1
         if shutdownDeadline != nil { stopIfShutDown() }
+    }
+
+    /// Closes every listener and cancels every connect in progress.
+    private func stopOpeningConnections() {
+        for listener in Array(listeners.values) { listener.close() }
+        for pending in Array(pendingConnects.values) { pending.cancel() }
     }
 
     private func stopIfShutDown() {
@@ -288,8 +293,7 @@ public final class Reactor {
         // Work other threads queued before this point was promised to run; later posts
         // are refused.
         for job in mailbox.close() { job(self) }
-        for (_, listener) in listeners { listener.close() }
-        for (_, pending) in pendingConnects { pending.cancel() }
+        stopOpeningConnections()
         for connection in connections { connection?.abortForTeardown() }
         for (_, watcher) in signalWatchers { watcher.cancel() }
         timers.removeAll()

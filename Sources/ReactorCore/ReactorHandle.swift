@@ -103,9 +103,7 @@ final class Mailbox: Sendable {
         _ = Glibc.read(fd, &counter, 8)
         return state.withLock { state in
             state.wakePending = false
-            state.dropHandlers.removeAll()
-            defer { state.jobs.removeAll() }
-            return state.jobs
+            return Mailbox.takeJobs(&state)
         }
     }
 
@@ -113,10 +111,15 @@ final class Mailbox: Sendable {
     func close() -> [Job] {
         state.withLock { state in
             state.closed = true
-            state.dropHandlers.removeAll()
-            defer { state.jobs.removeAll() }
-            return state.jobs
+            return Mailbox.takeJobs(&state)
         }
+    }
+
+    /// Empties the queue; the jobs taken will run, so nobody needs telling of a drop.
+    private static func takeJobs(_ state: inout State) -> [Job] {
+        state.dropHandlers.removeAll()
+        defer { state.jobs.removeAll() }
+        return state.jobs
     }
 
     /// Refuses further posts and drops the queued jobs, telling their submitters; for a
