@@ -29,19 +29,16 @@ test: deps
 	$(SWIFT) test
 
 demo: release
-	@$(MAKE) -s -C Benchmarks
 	@bash scripts/demo.sh $(REACTOR)
 
 bench: bench-echo bench-framing
 
 bench-echo: release
-	@$(MAKE) -s -C Benchmarks
 	@REACTOR_BIN=$(REACTOR) bash Benchmarks/echo-bench.sh
 
 # Framed echo (line, int32) against the C libevent and SwiftNIO references; builds the
 # SwiftNIO server in Benchmarks/swift on first use.
 bench-framing: release
-	@$(MAKE) -s -C Benchmarks
 	@REACTOR_BIN=$(REACTOR) bash Benchmarks/framing-bench.sh
 
 # package-benchmark micro-benchmarks: framer decode throughput, allocations per frame.

@@ -2,86 +2,70 @@
 # make demo: serve echo (raw and line-framed), drive load through it with the C load
 # client, show what happened, and shut the servers down with SIGTERM.
 # Usage: scripts/demo.sh [REACTOR_BIN]   (run from the repository root)
+# Server start and stop, and reading loadgen's results, come from Benchmarks/lib.sh.
 set -euo pipefail
 
-REACTOR=${1:-.build/release/reactor}
-LOADGEN=Benchmarks/bin/loadgen
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+HERE=$ROOT/Benchmarks
+BENCH=demo
+REACTOR_BIN=${1:-$ROOT/.build/release/reactor}
 SECONDS_PER_RUN=${DEMO_SECONDS:-3}
-WORK=$(mktemp -d)
-PIDS=()
+# shellcheck source=../Benchmarks/lib.sh
+source "$HERE/lib.sh"
 
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-    rm -rf "$WORK"
+server_command() {
+    case $1 in
+        raw) echo "$REACTOR_BIN serve echo --port 0" ;;
+        line) echo "$REACTOR_BIN serve echo --port 0 --framing line" ;;
+    esac
 }
-trap cleanup EXIT
 
-# Server on CPU 0 and load on CPU 1 when there are two CPUs, as in the benchmarks.
-SERVER_CPU=() CLIENT_CPU=()
-if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
-    SERVER_CPU=(taskset -c 0) CLIENT_CPU=(taskset -c 1)
-fi
-
-# start NAME ARGS...: starts `reactor serve echo ARGS`, waits for its listening line,
-# and sets PORT and PID.
+# start NAME: starts the server, shows its command and listening line.
 start() {
-    local name=$1; shift
-    "${SERVER_CPU[@]}" "$REACTOR" serve echo --port 0 "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
-    PID=$!
-    PIDS+=("$PID")
-    for _ in $(seq 100); do
-        if grep -q '^listening tcp ' "$WORK/$name.out"; then break; fi
-        sleep 0.05
-    done
-    local line
-    line=$(head -1 "$WORK/$name.out")
-    [[ $line == "listening tcp "* ]] || { echo "server did not start:"; cat "$WORK/$name.err"; exit 1; }
-    PORT=${line##*:}
-    PORT=${PORT%% *}
-    echo "  \$ reactor serve echo --port 0 $*"
-    echo "  $line"
+    start_server "$1"
+    echo "  \$ $(server_command "$1" | sed "s|$REACTOR_BIN|reactor|")"
+    echo "  $(head -1 "$WORK/$1.out")"
 }
 
-# stop NAME: SIGTERM, wait, show the exit status and the server's log.
+# stop NAME: SIGTERM (lib.sh fails the demo unless the server exits 0), then its log.
 stop() {
-    kill -TERM "$PID"
-    local status=0
-    wait "$PID" || status=$?
-    echo "  SIGTERM -> exit status $status"
+    stop_server "$1"
+    echo "  SIGTERM -> exit status 0"
     sed 's/^/  log: /' "$WORK/$1.err"
 }
 
-value() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" "$2" | head -1; }
-
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+
+build_c_programs
 
 echo "== 1. raw echo, ping-pong: 100 connections, one 64-byte request in flight each, ${SECONDS_PER_RUN}s"
 start raw
-"${CLIENT_CPU[@]}" "$LOADGEN" pingpong --port "$PORT" --connections 100 --size 64 \
-    --duration "$SECONDS_PER_RUN" --warmup 1 --server-pid "$PID" >"$WORK/pingpong.txt"
+taskset -c "$CLIENT_CPU" "$LOADGEN" pingpong --port "$PORT" --connections 100 --size 64 \
+    --duration "$SECONDS_PER_RUN" --warmup 1 --server-pid "$SERVER_PID" >"$WORK/pingpong.txt"
 printf '  %s requests/s, latency p50 %s us, p99 %s us, server CPU %s us/request\n' \
-    "$(value rps "$WORK/pingpong.txt")" "$(value p50 "$WORK/pingpong.txt")" \
-    "$(value p99 "$WORK/pingpong.txt")" "$(value server_cpu_us_per_request "$WORK/pingpong.txt")"
+    "$(field rps "$WORK/pingpong.txt")" "$(field p50 "$WORK/pingpong.txt")" \
+    "$(field p99 "$WORK/pingpong.txt")" "$(field server_cpu_us_per_request "$WORK/pingpong.txt")"
 
 echo
 echo "== 2. idle connections: 2000 open at once"
-before=$(rss_kib "$PID")
+before=$(rss_kib "$SERVER_PID")
 "$LOADGEN" idle --port "$PORT" --connections 2000 --hold 3 >"$WORK/idle.txt" &
-IDLE=$!
+LOADGEN_PID=$!
 for _ in $(seq 200); do grep -q '^open=' "$WORK/idle.txt" && break; sleep 0.05; done
-after=$(rss_kib "$PID")
+after=$(rss_kib "$SERVER_PID")
 echo "  $(head -1 "$WORK/idle.txt"); server RSS ${before} KiB -> ${after} KiB:" \
     "$(( (after - before) * 1024 / 2000 )) bytes per idle connection"
-kill -TERM "$IDLE" 2>/dev/null || true
-wait "$IDLE" || true
+kill -TERM "$LOADGEN_PID" 2>/dev/null || true
+wait "$LOADGEN_PID" || true
+LOADGEN_PID=
 stop raw
 
 echo
 echo "== 3. line-framed echo: 50 connections x 64 pipelined 32-byte lines, ${SECONDS_PER_RUN}s"
-start line --framing line
-"${CLIENT_CPU[@]}" "$LOADGEN" pipeline --port "$PORT" --connections 50 --depth 64 --size 32 \
-    --delimiter lf --duration "$SECONDS_PER_RUN" --warmup 1 --server-pid "$PID" >"$WORK/lines.txt"
-printf '  %s lines/s, every echoed line checked byte for byte\n' "$(value lps "$WORK/lines.txt")"
+start line
+taskset -c "$CLIENT_CPU" "$LOADGEN" pipeline --port "$PORT" --connections 50 --depth 64 --size 32 \
+    --delimiter lf --duration "$SECONDS_PER_RUN" --warmup 1 --server-pid "$SERVER_PID" >"$WORK/lines.txt"
+printf '  %s lines/s, every echoed line checked byte for byte\n' "$(field lps "$WORK/lines.txt")"
 
 echo
 echo "== 4. a peer sending an oversized line is cut off; the others are not"
