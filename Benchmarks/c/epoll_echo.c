@@ -139,7 +139,7 @@ static void on_acceptable(int lfd) {
 }
 
 static int listen_on(const char *host, const char *port) {
-    struct addrinfo *list = resolve_listen_address("epoll_echo", host, port);
+    struct addrinfo *list = resolve_listen_address("epoll_echo", host, port, SOCK_STREAM);
     if (!list) exit(1);
     int fd = -1;
     for (struct addrinfo *ai = list; ai && fd < 0; ai = ai->ai_next) {

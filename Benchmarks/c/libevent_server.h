@@ -149,7 +149,7 @@ static int libevent_server_main(int argc, char **argv, const struct libevent_ser
     server = config;
     raise_fd_limit();
 
-    struct addrinfo *ai = resolve_listen_address(config->name, argv[1], argv[2]);
+    struct addrinfo *ai = resolve_listen_address(config->name, argv[1], argv[2], SOCK_STREAM);
     if (!ai) return 1;
 
     struct event_base *base = event_base_new();
