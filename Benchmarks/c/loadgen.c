@@ -18,9 +18,21 @@
  *       round trip on each so the server has really accepted and served it, prints
  *       "open=N", holds them for HOLD seconds or until SIGINT/SIGTERM, closes them.
  *
+ *   loadgen udp --port P [--sockets 8] [--depth 32] [--size 64] [--timeout-ms 200]
+ *               [--duration 5] [--warmup 1]
+ *       UDP echo: SOCKETS connected datagram sockets, each keeping DEPTH datagrams of
+ *       SIZE bytes (at least 8: each starts with its 8-byte sequence number) in
+ *       flight, sent and received in batches (sendmmsg/recvmmsg) so the client costs
+ *       less per datagram than the server it drives. A datagram not echoed within
+ *       TIMEOUT-MS counts as lost and its place in the window goes to a fresh one, so
+ *       loss never stalls the run; an echo that comes after that counts as late.
+ *       Reports datagrams=N rps=R (datagrams/s), lost=, late=, loss_pct=.
+ *
  * Every byte received is checked against what was sent. Any failed connection, early
- * close or mismatch ends the run with a message on stderr and exit status 1. Every
- * mode has a hard deadline (--deadline, derived from the other options by default).
+ * close or mismatch ends the run with a message on stderr and exit status 1 (in udp
+ * mode: a datagram of the wrong length or content, or ECONNREFUSED, i.e. nobody
+ * listening). Every mode has a hard deadline (--deadline, derived from the other
+ * options by default).
  *
  * Results are key=value lines on stdout, e.g.
  *   requests=N seconds=S rps=R
@@ -53,10 +65,11 @@
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
-enum mode { PINGPONG, PIPELINE, IDLE };
+enum mode { PINGPONG, PIPELINE, IDLE, UDP };
 enum framing { RAW, LINE, INT32 };
 enum state { UNUSED, CONNECTING, HANDSHAKE, READY, RUNNING, HELD };
 
@@ -78,6 +91,7 @@ static enum framing framing = RAW;
 static const char *host = "127.0.0.1", *port;
 static long connections = -1, size = -1, depth = -1, batch = 256, server_pid = 0;
 static double duration = 5, warmup = 1, hold = 10, connect_timeout = 20, deadline = 0;
+static double timeout_ms = 200;
 
 /* Run state. */
 static struct conn *conns;
@@ -181,6 +195,43 @@ static double self_cpu_us(void) {
     getrusage(RUSAGE_SELF, &ru);
     return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6 +
            (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+}
+
+/* The measured window: its two instants, and the CPU counters read at each. */
+struct window {
+    uint64_t ns[2];
+    double client_us[2], server_us[2], busy_us[2];
+};
+
+/* Reads the clock and the counters for the window's start (end = 0) or end (1). */
+static void window_mark(struct window *w, int end) {
+    w->ns[end] = now_ns();
+    w->client_us[end] = self_cpu_us();
+    w->busy_us[end] = machine_busy_us();
+    if (server_pid) w->server_us[end] = proc_cpu_us(server_pid);
+}
+
+static double window_seconds(const struct window *w) { return (double)(w->ns[1] - w->ns[0]) / 1e9; }
+
+/* The lines every mode ends with: latency, client CPU, machine, server CPU per `unit`
+ * (`count` of them in the window). */
+static void print_window(const struct window *w, uint64_t count, const char *unit) {
+    double seconds = window_seconds(w);
+    if (hist_count)
+        printf("latency_us p50=%.1f p90=%.1f p99=%.1f p999=%.1f max=%.1f mean=%.1f\n",
+               hist_percentile(0.50) / 1e3, hist_percentile(0.90) / 1e3, hist_percentile(0.99) / 1e3,
+               hist_percentile(0.999) / 1e3, (double)hist_max / 1e3,
+               (double)hist_sum / (double)hist_count / 1e3);
+    printf("client_cpu_us=%.0f client_cpu_pct=%.1f\n", w->client_us[1] - w->client_us[0],
+           (w->client_us[1] - w->client_us[0]) / (seconds * 1e4));
+    printf("machine_busy_pct=%.1f cpus=%ld\n", (w->busy_us[1] - w->busy_us[0]) / (seconds * 1e4),
+           sysconf(_SC_NPROCESSORS_ONLN));
+    if (server_pid) {
+        double server = w->server_us[1] - w->server_us[0];
+        printf("server_cpu_us=%.0f server_cpu_pct=%.1f server_cpu_us_per_%s=%.4f\n", server,
+               server / (seconds * 1e4), unit, count ? server / (double)count : 0.0);
+    }
+    fflush(stdout);
 }
 
 /* ---- the message image ---- */
@@ -337,16 +388,240 @@ static void on_event(struct conn *c, uint32_t events) {
     if ((events & EPOLLOUT) && c->out_armed) flush_out(c);
 }
 
+/* ---- udp mode ---- */
+
+#define UDP_BATCH 64 /* datagrams per recvmmsg or sendmmsg call */
+#define UDP_READS 4  /* recvmmsg calls per readiness event before other sockets' turn */
+
+/* One place in a socket's window of DEPTH datagrams. Place k carries sequence numbers
+ * k, k + DEPTH, k + 2 DEPTH, ...: an echo's sequence number names its place, and one
+ * below the place's current number is an echo that came after it was counted lost. */
+struct udp_slot {
+    uint64_t seq;     /* the datagram's first 8 bytes (host byte order) */
+    uint64_t sent_ns; /* when it was sent; 0 while it waits in the send queue */
+};
+
+struct udp_socket {
+    int fd;
+    bool out_armed;          /* EPOLLOUT in the interest set */
+    uint32_t phase;          /* datagram seq has template (seq + phase) % P */
+    struct udp_slot *slots;  /* DEPTH places */
+    uint32_t *queue;         /* places waiting to be sent: a ring of DEPTH */
+    uint32_t q_head, q_len;
+};
+
+static struct udp_socket *usocks;
+static char *udp_rbuf; /* UDP_BATCH receive buffers of SIZE + 1 bytes (one more shows a long echo) */
+static uint64_t udp_lost, udp_late;
+
+/* The bytes of datagram `seq` of socket `u` after its sequence number. */
+static inline const char *udp_body(const struct udp_socket *u, uint64_t seq) {
+    return image + ((seq + u->phase) % period) * msg_len + 8;
+}
+
+static void udp_queue(struct udp_socket *u, uint32_t place) {
+    u->slots[place].sent_ns = 0;
+    u->queue[(u->q_head + u->q_len) % (uint32_t)depth] = place;
+    u->q_len++;
+}
+
+static void udp_set_out(struct udp_socket *u, bool on) {
+    if (u->out_armed == on) return;
+    u->out_armed = on;
+    struct epoll_event ev = {.events = EPOLLIN | (on ? EPOLLOUT : 0), .data.u32 = (uint32_t)(u - usocks)};
+    if (epoll_ctl(ep, EPOLL_CTL_MOD, u->fd, &ev) != 0) fail("epoll_ctl: %s", strerror(errno));
+}
+
+static void udp_fail_errno(const struct udp_socket *u, const char *call) {
+    fail("udp socket %ld: %s: %s%s", (long)(u - usocks), call, strerror(errno),
+         errno == ECONNREFUSED ? " (nothing listens on that UDP port)" : "");
+}
+
+/* Sends the queued datagrams, UDP_BATCH per sendmmsg, each straight from its place's
+ * sequence number and the image, until the queue is empty or the kernel takes no
+ * more (then EPOLLOUT says when to go on). */
+static void udp_flush(struct udp_socket *u) {
+    struct mmsghdr msgs[UDP_BATCH];
+    struct iovec iov[UDP_BATCH][2];
+    uint32_t d = (uint32_t)depth;
+    while (u->q_len > 0) {
+        unsigned n = u->q_len < UDP_BATCH ? u->q_len : UDP_BATCH;
+        for (unsigned k = 0; k < n; k++) {
+            struct udp_slot *slot = &u->slots[u->queue[(u->q_head + k) % d]];
+            iov[k][0] = (struct iovec){.iov_base = &slot->seq, .iov_len = 8};
+            iov[k][1] = (struct iovec){.iov_base = (void *)udp_body(u, slot->seq), .iov_len = msg_len - 8};
+            msgs[k] = (struct mmsghdr){.msg_hdr = {.msg_iov = iov[k], .msg_iovlen = 2}};
+        }
+        int sent = sendmmsg(u->fd, msgs, n, 0);
+        if (sent < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == ENOBUFS) break;
+            udp_fail_errno(u, "sendmmsg");
+        }
+        uint64_t now = now_ns();
+        for (int k = 0; k < sent; k++) u->slots[u->queue[(u->q_head + (uint32_t)k) % d]].sent_ns = now;
+        u->q_head = (u->q_head + (uint32_t)sent) % d;
+        u->q_len -= (uint32_t)sent;
+        if ((unsigned)sent < n) break;
+    }
+    udp_set_out(u, u->q_len > 0);
+}
+
+/* Takes the echoes waiting on `u` (at most UDP_READS batches), checks each against
+ * what was sent, refills their places and sends the refills in one go. */
+static void udp_receive(struct udp_socket *u) {
+    struct mmsghdr msgs[UDP_BATCH];
+    struct iovec iov[UDP_BATCH];
+    long id = (long)(u - usocks);
+    for (int reads = 0; reads < UDP_READS; reads++) {
+        for (unsigned k = 0; k < UDP_BATCH; k++) {
+            iov[k] = (struct iovec){.iov_base = udp_rbuf + k * (msg_len + 1), .iov_len = msg_len + 1};
+            msgs[k] = (struct mmsghdr){.msg_hdr = {.msg_iov = &iov[k], .msg_iovlen = 1}};
+        }
+        int n = recvmmsg(u->fd, msgs, UDP_BATCH, MSG_DONTWAIT, NULL);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN) break;
+            udp_fail_errno(u, "recvmmsg");
+        }
+        uint64_t now = now_ns();
+        for (int k = 0; k < n; k++) {
+            const char *d = iov[k].iov_base;
+            if (msgs[k].msg_len != msg_len || (msgs[k].msg_hdr.msg_flags & MSG_TRUNC))
+                fail("udp socket %ld: a %s-byte echo of a %zu-byte datagram", id,
+                     msgs[k].msg_len > msg_len ? "longer" : "shorter", msg_len);
+            uint64_t seq;
+            memcpy(&seq, d, 8);
+            uint32_t place = (uint32_t)(seq % (uint64_t)depth);
+            struct udp_slot *slot = &u->slots[place];
+            if (seq > slot->seq || (seq == slot->seq && slot->sent_ns == 0))
+                fail("udp socket %ld: echo of datagram %llu, which was never sent", id, (unsigned long long)seq);
+            if (memcmp(d + 8, udp_body(u, seq), msg_len - 8) != 0)
+                fail("udp socket %ld: echoed bytes of datagram %llu differ from those sent", id,
+                     (unsigned long long)seq);
+            if (seq < slot->seq) { /* already counted lost and replaced */
+                if (in_window) udp_late++;
+                continue;
+            }
+            if (in_window) {
+                window_count++;
+                hist_record(now - slot->sent_ns);
+            }
+            slot->seq += (uint64_t)depth;
+            udp_queue(u, place);
+        }
+        if (n < UDP_BATCH) break;
+    }
+    udp_flush(u);
+}
+
+/* Counts every datagram out longer than --timeout-ms as lost and sends a fresh one in
+ * its place, so a lossy server slows the run down but never stalls it. */
+static void udp_expire(uint64_t now) {
+    uint64_t limit = (uint64_t)(timeout_ms * 1e6);
+    for (long i = 0; i < connections; i++) {
+        struct udp_socket *u = &usocks[i];
+        for (uint32_t place = 0; place < (uint32_t)depth; place++) {
+            struct udp_slot *slot = &u->slots[place];
+            if (slot->sent_ns == 0 || now - slot->sent_ns <= limit) continue;
+            if (in_window) udp_lost++;
+            slot->seq += (uint64_t)depth;
+            udp_queue(u, place);
+        }
+        if (u->q_len > 0) udp_flush(u);
+    }
+}
+
+static int run_udp(void) {
+    usocks = calloc((size_t)connections, sizeof *usocks);
+    udp_rbuf = malloc(UDP_BATCH * (msg_len + 1));
+    ep = epoll_create1(EPOLL_CLOEXEC);
+    if (!usocks || !udp_rbuf || ep < 0) fail("setup: %s", strerror(errno));
+    for (long i = 0; i < connections; i++) {
+        struct udp_socket *u = &usocks[i];
+        u->fd = socket(target_addr->ai_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (u->fd < 0) fail("udp socket %ld: socket: %s", i, strerror(errno));
+        /* Connected: the kernel drops datagrams from anyone but the server, and an ICMP
+         * port-unreachable comes back as ECONNREFUSED. */
+        if (connect(u->fd, target_addr->ai_addr, target_addr->ai_addrlen) != 0)
+            fail("udp socket %ld: connect to %s:%s: %s", i, host, port, strerror(errno));
+        u->phase = (uint32_t)(i % (long)period);
+        u->slots = calloc((size_t)depth, sizeof *u->slots);
+        u->queue = calloc((size_t)depth, sizeof *u->queue);
+        if (!u->slots || !u->queue) fail("out of memory");
+        for (uint32_t place = 0; place < (uint32_t)depth; place++) {
+            u->slots[place].seq = place;
+            udp_queue(u, place);
+        }
+        struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
+        if (epoll_ctl(ep, EPOLL_CTL_ADD, u->fd, &ev) != 0) fail("epoll_ctl: %s", strerror(errno));
+    }
+
+    uint64_t start = now_ns();
+    uint64_t hard_end = start + (uint64_t)(deadline * 1e9);
+    uint64_t window_start = start + (uint64_t)(warmup * 1e9);
+    uint64_t window_end = window_start + (uint64_t)(duration * 1e9);
+    uint64_t scan_every = (uint64_t)(timeout_ms * 1e6 / 4);
+    if (scan_every < 1000000) scan_every = 1000000;
+    uint64_t next_scan = start + scan_every;
+    struct window w = {0};
+    struct epoll_event events[256];
+    for (long i = 0; i < connections; i++) udp_flush(&usocks[i]);
+
+    for (;;) {
+        uint64_t now = now_ns();
+        if (now >= hard_end) fail("deadline of %.1f s reached", deadline);
+        if (stop_signal) fail("interrupted by signal %d", (int)stop_signal);
+        if (!in_window && now >= window_start) {
+            in_window = true;
+            window_mark(&w, 0);
+        }
+        if (in_window && now >= window_end) {
+            window_mark(&w, 1);
+            break;
+        }
+        if (now >= next_scan) {
+            udp_expire(now);
+            next_scan = now + scan_every;
+        }
+        uint64_t wake = in_window ? window_end : window_start;
+        if (next_scan < wake) wake = next_scan;
+        int timeout = wake > now ? (int)((wake - now + 999999) / 1000000) : 0;
+        int n = epoll_wait(ep, events, 256, timeout);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            fail("epoll_wait: %s", strerror(errno));
+        }
+        for (int i = 0; i < n; i++) {
+            struct udp_socket *u = &usocks[events[i].data.u32];
+            if (events[i].events & (EPOLLIN | EPOLLERR)) udp_receive(u);
+            if ((events[i].events & EPOLLOUT) && u->out_armed) udp_flush(u);
+        }
+    }
+
+    double seconds = window_seconds(&w);
+    printf("mode=udp sockets=%ld size=%ld depth=%ld timeout_ms=%g warmup_s=%g duration_s=%g\n",
+           connections, size, depth, timeout_ms, warmup, duration);
+    printf("datagrams=%llu seconds=%.3f rps=%.1f\n", (unsigned long long)window_count, seconds,
+           (double)window_count / seconds);
+    printf("lost=%llu late=%llu loss_pct=%.3f\n", (unsigned long long)udp_lost, (unsigned long long)udp_late,
+           window_count + udp_lost ? (double)udp_lost * 100 / (double)(window_count + udp_lost) : 0.0);
+    print_window(&w, window_count, "datagram");
+    if (window_count == 0) fail("no datagram echoed in the measured window");
+    return 0;
+}
+
 /* ---- main loop ---- */
 
 static void on_signal(int sig) { stop_signal = sig; }
 
 static void usage(void) {
     fprintf(stderr,
-            "usage: loadgen pingpong|pipeline|idle --port P [--host H] [--connections N]\n"
+            "usage: loadgen pingpong|pipeline|idle|udp --port P [--host H] [--connections N]\n"
             "         [--size BYTES] [--duration S] [--warmup S] [--depth N]\n"
             "         [--delimiter lf] [--framing raw|line|int32] [--hold S]\n"
-            "         [--batch N] [--connect-timeout S] [--deadline S] [--server-pid PID]\n");
+            "         [--batch N] [--connect-timeout S] [--deadline S] [--server-pid PID]\n"
+            "         [--sockets N] [--timeout-ms MS]   (udp: --sockets is --connections)\n");
     exit(2);
 }
 
@@ -355,6 +630,7 @@ static void parse(int argc, char **argv) {
     if (!strcmp(argv[1], "pingpong")) mode = PINGPONG;
     else if (!strcmp(argv[1], "pipeline")) mode = PIPELINE;
     else if (!strcmp(argv[1], "idle")) mode = IDLE;
+    else if (!strcmp(argv[1], "udp")) mode = UDP;
     else usage();
     for (int i = 2; i < argc; i++) {
         const char *k = argv[i];
@@ -374,7 +650,7 @@ static void parse(int argc, char **argv) {
             else if (!strcmp(v, "int32")) framing = INT32;
             else fail("--framing: raw, line or int32");
         } else if (!numeric) fail("%s: expected a non-negative number, got '%s'", k, v);
-        else if (!strcmp(k, "--connections")) connections = (long)d;
+        else if (!strcmp(k, "--connections") || !strcmp(k, "--sockets")) connections = (long)d;
         else if (!strcmp(k, "--size")) size = (long)d;
         else if (!strcmp(k, "--depth")) depth = (long)d;
         else if (!strcmp(k, "--duration")) duration = d;
@@ -384,17 +660,22 @@ static void parse(int argc, char **argv) {
         else if (!strcmp(k, "--connect-timeout")) connect_timeout = d;
         else if (!strcmp(k, "--deadline")) deadline = d;
         else if (!strcmp(k, "--server-pid")) server_pid = (long)d;
+        else if (!strcmp(k, "--timeout-ms")) timeout_ms = d;
         else usage();
     }
     if (!port) fail("--port is required");
-    if (connections < 0) connections = mode == IDLE ? 5000 : mode == PIPELINE ? 50 : 100;
+    if (connections < 0) connections = mode == IDLE ? 5000 : mode == PIPELINE ? 50 : mode == UDP ? 8 : 100;
     if (size < 0) size = mode == IDLE ? 16 : mode == PIPELINE ? 32 : 64;
-    if (depth < 0) depth = mode == PIPELINE ? 64 : 1;
+    if (depth < 0) depth = mode == PIPELINE ? 64 : mode == UDP ? 32 : 1;
     if (mode == PIPELINE && framing == RAW) framing = LINE;
-    if (mode != PIPELINE) depth = 1;
+    if (mode == UDP) framing = RAW;
+    if (mode != PIPELINE && mode != UDP) depth = 1;
     if (connections < 1 || size < 1 || depth < 1 || batch < 1 || duration <= 0)
         fail("--connections, --size, --depth, --batch and --duration must be positive");
     if (framing == LINE && size < 1) fail("--size counts the '\\n' and must be at least 1");
+    if (mode == UDP && (size < 8 || size > 65507))
+        fail("udp: --size must be 8 (the sequence number) to 65507 bytes");
+    if (mode == UDP && timeout_ms <= 0) fail("--timeout-ms must be positive");
     if (deadline == 0)
         deadline = connect_timeout + (mode == IDLE ? hold + 30 : warmup + duration + 10);
 }
@@ -421,11 +702,12 @@ int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     alarm((unsigned)deadline + 5);
 
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
+    struct addrinfo hints = {.ai_socktype = mode == UDP ? SOCK_DGRAM : SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
     int rc = getaddrinfo(host, port, &hints, &target_addr);
     if (rc != 0) fail("cannot resolve %s:%s: %s", host, port, gai_strerror(rc));
 
     build_image();
+    if (mode == UDP) return run_udp();
     conns = calloc((size_t)connections, sizeof *conns);
     ep = epoll_create1(EPOLL_CLOEXEC);
     if (!conns || ep < 0) fail("setup: %s", strerror(errno));
@@ -433,8 +715,7 @@ int main(int argc, char **argv) {
     uint64_t t_begin = now_ns();
     uint64_t hard_end = t_begin + (uint64_t)(deadline * 1e9);
     uint64_t next_scan = t_begin, window_start = 0, window_end = 0, hold_end = 0;
-    uint64_t ws_real = 0, we_real = 0;
-    double client_cpu0 = 0, client_cpu1 = 0, server_cpu0 = 0, server_cpu1 = 0, busy0 = 0, busy1 = 0;
+    struct window w = {0};
     bool running = false, holding = false;
     struct epoll_event events[1024];
 
@@ -482,16 +763,10 @@ int main(int argc, char **argv) {
         if (running && !in_window && window_start && now >= window_start) {
             in_window = true;
             window_start = 0;
-            ws_real = now_ns();
-            client_cpu0 = self_cpu_us();
-            busy0 = machine_busy_us();
-            if (server_pid) server_cpu0 = proc_cpu_us(server_pid);
+            window_mark(&w, 0);
         }
         if (running && in_window && now >= window_end) {
-            we_real = now_ns();
-            client_cpu1 = self_cpu_us();
-            busy1 = machine_busy_us();
-            if (server_pid) server_cpu1 = proc_cpu_us(server_pid);
+            window_mark(&w, 1);
             break;
         }
         if (holding && now >= hold_end) break;
@@ -518,27 +793,14 @@ int main(int argc, char **argv) {
         return 0;
     }
 
-    double seconds = (double)(we_real - ws_real) / 1e9;
+    double seconds = window_seconds(&w);
     const char *unit = mode == PIPELINE ? "lines" : "requests", *rate = mode == PIPELINE ? "lps" : "rps";
     const char *fr = framing == INT32 ? "int32" : framing == LINE ? "lf" : "raw";
     printf("mode=%s connections=%ld size=%ld depth=%ld framing=%s warmup_s=%g duration_s=%g\n",
            argv[1], connections, size, depth, fr, warmup, duration);
     printf("%s=%llu seconds=%.3f %s=%.1f\n", unit, (unsigned long long)window_count, seconds, rate,
            (double)window_count / seconds);
-    if (hist_count)
-        printf("latency_us p50=%.1f p90=%.1f p99=%.1f p999=%.1f max=%.1f mean=%.1f\n",
-               hist_percentile(0.50) / 1e3, hist_percentile(0.90) / 1e3, hist_percentile(0.99) / 1e3,
-               hist_percentile(0.999) / 1e3, (double)hist_max / 1e3,
-               (double)hist_sum / (double)hist_count / 1e3);
-    printf("client_cpu_us=%.0f client_cpu_pct=%.1f\n", client_cpu1 - client_cpu0,
-           (client_cpu1 - client_cpu0) / (seconds * 1e4));
-    printf("machine_busy_pct=%.1f cpus=%ld\n", (busy1 - busy0) / (seconds * 1e4), sysconf(_SC_NPROCESSORS_ONLN));
-    if (server_pid)
-        printf("server_cpu_us=%.0f server_cpu_pct=%.1f server_cpu_us_per_%s=%.4f\n",
-               server_cpu1 - server_cpu0, (server_cpu1 - server_cpu0) / (seconds * 1e4),
-               mode == PIPELINE ? "line" : "request",
-               window_count ? (server_cpu1 - server_cpu0) / (double)window_count : 0.0);
-    fflush(stdout);
+    print_window(&w, window_count, mode == PIPELINE ? "line" : "request");
     if (window_count == 0) fail("no %s completed in the measured window", unit);
     return 0;
 }
