@@ -1,4 +1,4 @@
-# lib.sh: what echo-bench.sh and framing-bench.sh share. Sourced, not run.
+# lib.sh: what echo-bench.sh, framing-bench.sh and udp-bench.sh share. Sourced, not run.
 #
 # The sourcing script sets, before sourcing: BENCH (its name, for messages and report
 # files), HERE (the Benchmarks directory), ROOT (the repository), and its own knobs;
@@ -7,7 +7,7 @@
 #   the knobs both scripts share, from the environment or their defaults;
 #   say, die, cleanup traps, a scratch directory $WORK;
 #   build_c_programs, ensure_reactor;
-#   start_server NAME / stop_server NAME (sets SERVER_PID and PORT);
+#   start_server NAME [tcp|udp] / stop_server NAME (sets SERVER_PID and PORT);
 #   wait_quiet (waits for other sessions' load to drop);
 #   measure NAME FILE-PREFIX RATE-KEY RATE-UNIT CPU-KEY CPU-UNIT DEADLINE LOADGEN-ARGS...
 #     (one loadgen run, repeated while noisy; sets BEST, BEST_NOISE, REPEATS);
@@ -62,21 +62,22 @@ ensure_reactor() {
     fi
 }
 
-# start_server NAME: sets SERVER_PID and PORT once the server prints its listening line.
+# start_server NAME [PROTO]: sets SERVER_PID and PORT once the server prints its
+# "listening PROTO HOST:PORT ..." line (PROTO tcp, the default, or udp).
 start_server() {
-    local name=$1 out=$WORK/$1.out i line
+    local name=$1 proto=${2:-tcp} out=$WORK/$1.out i line
     : >"$out"
     # shellcheck disable=SC2046
     taskset -c "$SERVER_CPU" $(server_command "$name") >"$out" 2>"$WORK/$name.err" &
     SERVER_PID=$!
     for ((i = 0; i < 200; i++)); do
-        line=$(grep -m1 '^listening tcp ' "$out" || true)
+        line=$(grep -m1 "^listening $proto " "$out" || true)
         [[ -n $line ]] && break
         kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/$name.err" >&2; die "$name exited before listening"; }
         sleep 0.05
     done
-    [[ -n $line ]] || die "$name printed no 'listening tcp' line within 10 s"
-    PORT=$(sed -E 's/^listening tcp .*:([0-9]+) .*$/\1/' <<<"$line")
+    [[ -n $line ]] || die "$name printed no 'listening $proto' line within 10 s"
+    PORT=$(sed -E "s/^listening $proto .*:([0-9]+) .*\$/\\1/" <<<"$line")
     [[ $PORT =~ ^[0-9]+$ && $PORT -gt 0 ]] || die "$name: cannot parse a port from '$line'"
 }
 
