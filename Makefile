@@ -5,7 +5,7 @@ SWIFT ?= swift
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 REACTOR := .build/release/reactor
 
-.PHONY: all deps build release test demo bench bench-echo bench-framing bench-micro fuzz clean
+.PHONY: all deps build release test demo bench bench-echo bench-framing bench-udp bench-micro fuzz clean
 
 all: build
 
@@ -31,7 +31,7 @@ test: deps
 demo: release
 	@bash scripts/demo.sh $(REACTOR)
 
-bench: bench-echo bench-framing
+bench: bench-echo bench-framing bench-udp
 
 bench-echo: release
 	@REACTOR_BIN=$(REACTOR) bash Benchmarks/echo-bench.sh
@@ -40,6 +40,10 @@ bench-echo: release
 # SwiftNIO server in Benchmarks/swift on first use.
 bench-framing: release
 	@REACTOR_BIN=$(REACTOR) bash Benchmarks/framing-bench.sh
+
+# UDP echo against the C libevent reference (reactor's per-source rate limit off).
+bench-udp: release
+	@REACTOR_BIN=$(REACTOR) bash Benchmarks/udp-bench.sh
 
 # package-benchmark micro-benchmarks: framer decode throughput, allocations per frame.
 bench-micro: deps
