@@ -43,6 +43,57 @@ ssize_t cevent_send3(int fd,
     return sendmsg(fd, &message, MSG_NOSIGNAL);
 }
 
+int cevent_recv_batch(int fd, cevent_datagram *datagrams, unsigned int count) {
+    struct mmsghdr messages[CEVENT_DATAGRAM_BATCH_MAX];
+    struct iovec parts[CEVENT_DATAGRAM_BATCH_MAX];
+    if (count > CEVENT_DATAGRAM_BATCH_MAX) count = CEVENT_DATAGRAM_BATCH_MAX;
+    for (unsigned int i = 0; i < count; i++) {
+        parts[i].iov_base = datagrams[i].data;
+        parts[i].iov_len = datagrams[i].capacity;
+        memset(&messages[i].msg_hdr, 0, sizeof messages[i].msg_hdr);
+        messages[i].msg_hdr.msg_name = &datagrams[i].address;
+        messages[i].msg_hdr.msg_namelen = sizeof datagrams[i].address;
+        messages[i].msg_hdr.msg_iov = &parts[i];
+        messages[i].msg_hdr.msg_iovlen = 1;
+    }
+    int received = recvmmsg(fd, messages, count, MSG_DONTWAIT | MSG_TRUNC, NULL);
+    for (int i = 0; i < received; i++) {
+        datagrams[i].address_length = messages[i].msg_hdr.msg_namelen;
+        datagrams[i].length = messages[i].msg_len;
+        // MSG_TRUNC in the flags argument already reports the real length; the flag on
+        // the message covers kernels that only set that.
+        if ((messages[i].msg_hdr.msg_flags & MSG_TRUNC) && datagrams[i].length <= datagrams[i].capacity) {
+            datagrams[i].length = (unsigned int)datagrams[i].capacity + 1;
+        }
+    }
+    return received;
+}
+
+int cevent_send_batch(int fd, const cevent_datagram *datagrams, unsigned int count) {
+    struct mmsghdr messages[CEVENT_DATAGRAM_BATCH_MAX];
+    struct iovec parts[CEVENT_DATAGRAM_BATCH_MAX];
+    if (count > CEVENT_DATAGRAM_BATCH_MAX) count = CEVENT_DATAGRAM_BATCH_MAX;
+    if (count == 1) {
+        const cevent_datagram *only = &datagrams[0];
+        ssize_t sent = sendto(fd, only->data, only->length, MSG_DONTWAIT | MSG_NOSIGNAL,
+                              only->address_length ? (const struct sockaddr *)&only->address : NULL,
+                              only->address_length);
+        return sent < 0 ? -1 : 1;
+    }
+    for (unsigned int i = 0; i < count; i++) {
+        parts[i].iov_base = datagrams[i].data;
+        parts[i].iov_len = datagrams[i].length;
+        memset(&messages[i].msg_hdr, 0, sizeof messages[i].msg_hdr);
+        if (datagrams[i].address_length) {
+            messages[i].msg_hdr.msg_name = (void *)&datagrams[i].address;
+            messages[i].msg_hdr.msg_namelen = datagrams[i].address_length;
+        }
+        messages[i].msg_hdr.msg_iov = &parts[i];
+        messages[i].msg_hdr.msg_iovlen = 1;
+    }
+    return sendmmsg(fd, messages, count, MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+
 int cevent_eventfd(void) {
     return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 }
@@ -91,6 +142,8 @@ const char *cevent_errno_name(int error) {
     case EINPROGRESS: return "EINPROGRESS";
     case ENOTCONN: return "ENOTCONN";
     case EPROTO: return "EPROTO";
+    case EMSGSIZE: return "EMSGSIZE";
+    case ENOTSOCK: return "ENOTSOCK";
     default: return NULL;
     }
 }

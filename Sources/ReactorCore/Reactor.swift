@@ -54,6 +54,8 @@ public final class Reactor {
     var listeners: [ObjectIdentifier: TCPListener] = [:]
     var signalWatchers: [ObjectIdentifier: SignalWatcher] = [:]
     var pendingConnects: [ObjectIdentifier: PendingConnect] = [:]
+    var udpSockets: [ObjectIdentifier: UDPSocket] = [:]
+    var datagramReceiveArea: DatagramArea?
 
     let timers = TimerQueue()
     private var timerEvent: OpaquePointer?
@@ -211,9 +213,10 @@ public final class Reactor {
         if shutdownDeadline != nil { stopIfShutDown() }
     }
 
-    /// Closes every listener and cancels every connect in progress.
+    /// Closes every listener and UDP socket, and cancels every connect in progress.
     private func stopOpeningConnections() {
         for listener in Array(listeners.values) { listener.close() }
+        for socket in Array(udpSockets.values) { socket.close() }
         for pending in Array(pendingConnects.values) { pending.cancel() }
     }
 

@@ -33,6 +33,10 @@ public struct ReactorError: Error, Sendable, Equatable, CustomStringConvertible 
         case tooManyOpenFiles
         /// A connection queued more output than its write-buffer limit allows.
         case writeBufferLimitExceeded
+        /// A datagram is larger than the socket or the path can carry (EMSGSIZE).
+        case messageTooLong
+        /// The socket's send buffer was full (EAGAIN, ENOBUFS); a datagram was dropped.
+        case wouldBlock
         /// The reactor has stopped; it cannot run again or accept more work.
         case reactorStopped
         /// The call was made in a state that does not allow it (for example, `run()` from inside `run()`).
@@ -55,6 +59,8 @@ public struct ReactorError: Error, Sendable, Equatable, CustomStringConvertible 
         case connect
         case read
         case write
+        case send
+        case receive
         case setOption = "set socket option"
         case execute
         case signal
@@ -104,6 +110,12 @@ public struct ReactorError: Error, Sendable, Equatable, CustomStringConvertible 
         case ECONNRESET, EPIPE: code = .connectionReset
         case ETIMEDOUT: code = .timedOut
         case EHOSTUNREACH, ENETUNREACH: code = .unreachable
+        case EMSGSIZE:
+            code = .messageTooLong
+            hint = "a UDP datagram carries at most 65,507 bytes over IPv4 (65,527 over IPv6)"
+        case EAGAIN, ENOBUFS:
+            code = .wouldBlock
+            hint = operation == .send ? "the send buffer is full and the datagram was dropped; raise sendBufferSize or send less" : nil
         case EMFILE, ENFILE:
             code = .tooManyOpenFiles
             hint = "raise the open-file limit (ulimit -n) or lower the connection limit"
@@ -141,6 +153,8 @@ public struct ReactorError: Error, Sendable, Equatable, CustomStringConvertible 
         case .unreachable: "unreachable"
         case .tooManyOpenFiles: "too many open files"
         case .writeBufferLimitExceeded: "write buffer limit exceeded"
+        case .messageTooLong: "message too long"
+        case .wouldBlock: "resource temporarily unavailable"
         case .reactorStopped: "the reactor has stopped"
         case .invalidState: "not allowed in this state"
         case .eventBackend: "libevent backend unavailable"

@@ -39,6 +39,32 @@ ssize_t cevent_send3(int fd,
                      const void *second, size_t second_length,
                      const void *third, size_t third_length);
 
+/// One datagram of a batch, laid out so Swift reads it without calls. For a receive,
+/// `data`/`capacity` name the slot to fill, and the kernel fills `address` (the sender)
+/// and `length` (the datagram's real size: more than `capacity` means it was truncated).
+/// For a send, `data`/`length` are the payload and `address` the destination
+/// (`address_length` 0: the connected peer).
+typedef struct {
+    struct sockaddr_storage address;
+    socklen_t address_length;
+    unsigned int length;
+    void *data;
+    size_t capacity;
+} cevent_datagram;
+
+/// The most datagrams one cevent_recv_batch or cevent_send_batch call moves.
+#define CEVENT_DATAGRAM_BATCH_MAX 64
+
+/// recvmmsg without blocking, with MSG_TRUNC so a datagram longer than its slot reports
+/// its real length. Returns how many arrived (at most `count`, at most
+/// CEVENT_DATAGRAM_BATCH_MAX), or -1 with errno.
+int cevent_recv_batch(int fd, cevent_datagram *datagrams, unsigned int count);
+
+/// sendmmsg without blocking. Returns how many were sent from the front of the batch
+/// (fewer than `count` means the next one failed: send the rest again to learn why), or
+/// -1 with errno when the first failed.
+int cevent_send_batch(int fd, const cevent_datagram *datagrams, unsigned int count);
+
 /// A non-blocking, close-on-exec eventfd: the reactor's wake-up from other threads.
 int cevent_eventfd(void);
 

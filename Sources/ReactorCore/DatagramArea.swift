@@ -1,0 +1,50 @@
+import CEvent
+
+/// Slots for one batch of datagrams: their `cevent_datagram` headers and the bytes they
+/// point at. A reactor keeps one for receiving, shared by all its UDP sockets (they
+/// receive one at a time, and a datagram is only lent for its callback), so a socket
+/// costs no receive memory of its own. Each ``UDPSocket`` keeps a smaller one for the
+/// replies it batches.
+final class DatagramArea {
+    let slots: UnsafeMutableBufferPointer<cevent_datagram>
+    let storage: UnsafeMutableRawBufferPointer
+    let slotSize: Int
+
+    init(count: Int, slotSize: Int) {
+        self.slotSize = slotSize
+        slots = .allocate(capacity: count)
+        slots.initialize(repeating: cevent_datagram())
+        // Pages are touched only as datagrams land in them: small datagrams cost a page
+        // per slot, however large the slots.
+        storage = .allocate(byteCount: count * slotSize, alignment: 16)
+        for index in 0..<count {
+            slots[index].data = storage.baseAddress! + index * slotSize
+            slots[index].capacity = slotSize
+        }
+    }
+
+    deinit {
+        slots.deallocate()
+        storage.deallocate()
+    }
+
+    var count: Int { slots.count }
+
+    /// True when `bytes` lie inside this area's storage.
+    func contains(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard let start = bytes.baseAddress, let base = storage.baseAddress else { return false }
+        return start >= UnsafeRawPointer(base) && start + bytes.count <= UnsafeRawPointer(base + storage.count)
+    }
+}
+
+extension Reactor {
+    /// The shared receive area, grown to hold `count` slots of `slotSize` bytes.
+    func receiveArea(count: Int, slotSize: Int) -> DatagramArea {
+        if let area = datagramReceiveArea, area.count >= count, area.slotSize >= slotSize { return area }
+        let area = DatagramArea(
+            count: Swift.max(count, datagramReceiveArea?.count ?? 0),
+            slotSize: Swift.max(slotSize, datagramReceiveArea?.slotSize ?? 0))
+        datagramReceiveArea = area
+        return area
+    }
+}

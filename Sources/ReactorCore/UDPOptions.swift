@@ -1,0 +1,66 @@
+/// Settings for a ``UDPSocket``. Every limit has a default.
+public struct UDPOptions: Sendable, Equatable {
+    /// The largest datagram received whole, in bytes (default 65,536: any UDP datagram).
+    /// A longer one is reported through ``DatagramHandler/truncated(length:from:on:)``
+    /// and dropped.
+    public var maxDatagramSize: Int = 65_536
+    /// Datagrams taken per `recvmmsg` call (default 32, at most 64).
+    public var receiveBatch: Int = 32
+    /// Batches taken per readiness event before the loop serves other sockets (default 4),
+    /// so a flood on one UDP socket cannot starve TCP connections.
+    public var maxBatchesPerWakeup: Int = 4
+    /// SO_REUSEADDR (default on).
+    public var reuseAddress: Bool = true
+    /// SO_REUSEPORT: let several sockets bind the same port (default off).
+    public var reusePort: Bool = false
+    /// IPV6_V6ONLY for IPv6 sockets (default on), so `::` and `0.0.0.0` can be bound side by side.
+    public var ipv6Only: Bool = true
+    /// SO_RCVBUF in bytes; `nil` keeps the kernel's default (net.core.rmem_default).
+    public var receiveBufferSize: Int?
+    /// SO_SNDBUF in bytes; `nil` keeps the kernel's default (net.core.wmem_default).
+    public var sendBufferSize: Int?
+
+    /// The defaults.
+    public init() {}
+
+    func validate() throws(ReactorError) {
+        func invalid(_ text: String) -> ReactorError {
+            ReactorError(.invalidState, operation: .setOption, hint: text)
+        }
+        guard maxDatagramSize > 0, maxDatagramSize <= 65_536 else {
+            throw invalid("maxDatagramSize must be from 1 to 65536, not \(maxDatagramSize)")
+        }
+        guard (1...64).contains(receiveBatch) else { throw invalid("receiveBatch must be from 1 to 64, not \(receiveBatch)") }
+        guard maxBatchesPerWakeup > 0 else { throw invalid("maxBatchesPerWakeup must be positive") }
+        if let size = receiveBufferSize, size <= 0 { throw invalid("receiveBufferSize must be positive") }
+        if let size = sendBufferSize, size <= 0 { throw invalid("sendBufferSize must be positive") }
+    }
+}
+
+/// What a ``UDPSocket`` has done since it opened. Every failure the socket survives is
+/// counted here as well as reported to ``DatagramHandler/errorCaught(_:on:)``.
+public struct UDPCounters: Sendable, Equatable {
+    /// Whole datagrams received and passed to the handler.
+    public var received = 0
+    /// Bytes in those datagrams.
+    public var receivedBytes = 0
+    /// Datagrams longer than ``UDPOptions/maxDatagramSize``, dropped.
+    public var truncated = 0
+    /// Failed receives (an ICMP error queued on the socket, for example).
+    public var receiveErrors = 0
+    /// Datagrams the kernel accepted for sending.
+    public var sent = 0
+    /// Bytes in those datagrams.
+    public var sentBytes = 0
+    /// Datagrams dropped because the send buffer was full (EAGAIN, ENOBUFS).
+    public var sendDropped = 0
+    /// Datagrams refused as too large (EMSGSIZE).
+    public var sendTooLarge = 0
+    /// Sends refused because the connected peer's port is closed (ECONNREFUSED).
+    public var sendRefused = 0
+    /// Sends that failed for any other reason.
+    public var sendFailed = 0
+
+    /// All zero.
+    public init() {}
+}

@@ -1,0 +1,381 @@
+import CEvent
+import Logging
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A UDP socket on a ``Reactor``: receives datagrams in batches and hands each, whole, to
+/// its ``DatagramHandler``. Made by ``Reactor/bindUDP(host:port:options:handler:)`` or
+/// ``Reactor/connectUDP(to:options:handler:)``.
+///
+/// Receiving takes up to ``UDPOptions/receiveBatch`` datagrams per `recvmmsg`, and at most
+/// ``UDPOptions/maxBatchesPerWakeup`` batches before the loop turns to other sockets.
+/// Replies sent from inside ``DatagramHandler/received(_:from:on:)`` go out together in
+/// one `sendmmsg` when the batch has been handled; other sends go out at once.
+///
+/// Sending never waits and never queues: UDP has no flow control to wait for, so a
+/// datagram the kernel cannot take now is dropped, counted, and reported, like one lost
+/// on the wire.
+public final class UDPSocket {
+    /// The reactor this socket belongs to.
+    public let reactor: Reactor
+    /// The socket.
+    public let fileDescriptor: Int32
+    /// The bound address; with port 0 requested, this holds the port the kernel chose.
+    public private(set) var localAddress: SocketAddress
+    /// The peer set by ``connect(to:)``: the only source accepted and the destination of
+    /// ``send(_:)-(UnsafeRawBufferPointer)``.
+    public private(set) var remoteAddress: SocketAddress?
+    /// The socket's settings.
+    public let options: UDPOptions
+    /// True until ``close()``.
+    public private(set) var isOpen = true
+    /// What the socket has received, sent, dropped and refused.
+    public private(set) var counters = UDPCounters()
+
+    private var handler: (any DatagramHandler)?
+    private var readEvent: OpaquePointer?
+    /// Replies batched while a receive batch is handled, flushed when it ends.
+    private var replies: DatagramArea?
+    private var replyCount = 0
+    private var replyBytes = 0
+    private var receiving: DatagramArea?
+
+    init(reactor: Reactor, fd: Int32, localAddress: SocketAddress, options: UDPOptions, handler: any DatagramHandler) {
+        self.reactor = reactor
+        self.fileDescriptor = fd
+        self.localAddress = localAddress
+        self.options = options
+        self.handler = handler
+        readEvent = event_new(reactor.base, fd, Int16(EV_READ | EV_PERSIST), { _, _, context in
+            Unmanaged<UDPSocket>.fromOpaque(context!).takeUnretainedValue().readable()
+        }, Unmanaged.passUnretained(self).toOpaque())
+    }
+
+    deinit {
+        if let readEvent { event_free(readEvent) }
+        if isOpen { Glibc.close(fileDescriptor) }
+    }
+
+    func start() {
+        event_add(readEvent, nil)
+        reactor.udpSockets[ObjectIdentifier(self)] = self
+        reactor.runSoon { [self] in
+            if isOpen { handler?.opened(self) }
+        }
+    }
+
+    /// The logger of the reactor.
+    public var logger: Logger { reactor.logger }
+
+    // MARK: - Sending
+
+    /// Sends one datagram to `address`. Returns false when it was not sent: the socket is
+    /// closed, or the kernel refused it (the error goes to
+    /// ``DatagramHandler/errorCaught(_:on:)`` and ``counters``, never thrown).
+    ///
+    /// From inside ``DatagramHandler/received(_:from:on:)`` the datagram joins the batch
+    /// sent when the receive batch ends, and true means it was accepted into that batch.
+    @discardableResult
+    public func send(_ bytes: UnsafeRawBufferPointer, to address: SocketAddress) -> Bool {
+        guard isOpen else { return false }
+        if receiving != nil, batch(bytes, to: address) { return true }
+        var datagram = cevent_datagram()
+        datagram.data = UnsafeMutableRawPointer(mutating: bytes.baseAddress)
+        datagram.length = UInt32(truncatingIfNeeded: bytes.count)
+        datagram.address_length = address.copy(into: &datagram.address)
+        return sendNow(&datagram, count: 1) == 1
+    }
+
+    /// Sends one datagram to `address`; see ``send(_:to:)-(UnsafeRawBufferPointer,_)``.
+    @discardableResult
+    public func send(_ bytes: RawSpan, to address: SocketAddress) -> Bool {
+        bytes.withUnsafeBytes { send($0, to: address) }
+    }
+
+    /// Sends one datagram to `address`; see ``send(_:to:)-(UnsafeRawBufferPointer,_)``.
+    @discardableResult
+    public func send(_ bytes: [UInt8], to address: SocketAddress) -> Bool {
+        bytes.withUnsafeBytes { send($0, to: address) }
+    }
+
+    /// Sends one datagram to the peer given to ``connect(to:)``.
+    @discardableResult
+    public func send(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard let remoteAddress else {
+            preconditionFailure("UDPSocket.send(_:) without an address needs connect(to:) first")
+        }
+        return send(bytes, to: remoteAddress)
+    }
+
+    /// Sends one datagram to the peer given to ``connect(to:)``.
+    @discardableResult
+    public func send(_ bytes: RawSpan) -> Bool {
+        bytes.withUnsafeBytes { send($0) }
+    }
+
+    /// Sends one datagram to the peer given to ``connect(to:)``.
+    @discardableResult
+    public func send(_ bytes: [UInt8]) -> Bool {
+        bytes.withUnsafeBytes { send($0) }
+    }
+
+    /// Adds a reply to the batch. A reply that is a received datagram (an echo) is not
+    /// copied: the receive area stays put until the batch is flushed. Returns false for a
+    /// reply too large to copy, which the caller sends at once.
+    private func batch(_ bytes: UnsafeRawBufferPointer, to address: SocketAddress) -> Bool {
+        let replies = self.replies ?? makeReplyArea()
+        let inPlace = receiving!.contains(bytes)
+        let copied = inPlace ? 0 : bytes.count
+        if replyCount == replies.count || replyBytes + copied > replies.storage.count { flushReplies() }
+        guard copied <= replies.storage.count else { return false }
+        let slot = replies.slots.baseAddress! + replyCount
+        if inPlace {
+            slot.pointee.data = UnsafeMutableRawPointer(mutating: bytes.baseAddress)
+        } else {
+            let target = replies.storage.baseAddress! + replyBytes
+            if let source = bytes.baseAddress { target.copyMemory(from: source, byteCount: copied) }
+            slot.pointee.data = target
+            replyBytes += copied
+        }
+        slot.pointee.length = UInt32(bytes.count)
+        slot.pointee.address_length = address.copy(into: &slot.pointee.address)
+        replyCount += 1
+        return true
+    }
+
+    /// Room for one reply per received datagram, and 64 KiB of copied replies.
+    private func makeReplyArea() -> DatagramArea {
+        let area = DatagramArea(count: options.receiveBatch, slotSize: 65_536 / options.receiveBatch)
+        replies = area
+        return area
+    }
+
+    private func flushReplies() {
+        guard let replies, replyCount > 0 else { return }
+        let count = replyCount
+        replyCount = 0
+        replyBytes = 0
+        sendNow(replies.slots.baseAddress!, count: count)
+    }
+
+    /// Sends `count` datagrams from `first`, counting each one sent or refused. A refused
+    /// datagram is skipped and the rest still go, except after a full send buffer, which
+    /// drops them all. Returns how many were sent.
+    @discardableResult
+    private func sendNow(_ first: UnsafeMutablePointer<cevent_datagram>, count: Int) -> Int {
+        var start = 0
+        var total = 0
+        while start < count {
+            let sent = Int(cevent_send_batch(fileDescriptor, first + start, UInt32(Swift.min(count - start, Int(CEVENT_DATAGRAM_BATCH_MAX)))))
+            if sent > 0 {
+                counters.sent += sent
+                for index in start..<(start + sent) { counters.sentBytes += Int(first[index].length) }
+                start += sent
+                total += sent
+                continue
+            }
+            let error = errno
+            let full = error == EAGAIN || error == ENOBUFS
+            for index in start..<(full ? count : start + 1) { sendFailed(errno: error, to: first[index]) }
+            start = full ? count : start + 1
+        }
+        return total
+    }
+
+    private func sendFailed(errno error: Int32, to datagram: cevent_datagram) {
+        switch error {
+        case EAGAIN, ENOBUFS: counters.sendDropped += 1
+        case EMSGSIZE: counters.sendTooLarge += 1
+        case ECONNREFUSED: counters.sendRefused += 1
+        default: counters.sendFailed += 1
+        }
+        var destination = datagram
+        let address = destination.address_length == 0
+            ? remoteAddress
+            : withUnsafePointer(to: &destination.address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { SocketAddress($0) }
+            }
+        handler?.errorCaught(ReactorError(errno: error, operation: .send, address: address), on: self)
+    }
+
+    // MARK: - Receiving
+
+    private func readable() {
+        let area = reactor.receiveArea(count: options.receiveBatch, slotSize: options.maxDatagramSize)
+        for _ in 0..<options.maxBatchesPerWakeup {
+            guard isOpen else { return }
+            for index in 0..<options.receiveBatch { area.slots[index].capacity = options.maxDatagramSize }
+            let count = Int(cevent_recv_batch(fileDescriptor, area.slots.baseAddress, UInt32(options.receiveBatch)))
+            guard count > 0 else {
+                if count < 0 { receiveFailed(errno: errno) }
+                return
+            }
+            receiving = area
+            for index in 0..<count where isOpen {
+                deliver(area.slots.baseAddress! + index)
+            }
+            receiving = nil
+            flushReplies()
+            if count < options.receiveBatch { return }
+        }
+    }
+
+    @inline(__always)
+    private func deliver(_ slot: UnsafeMutablePointer<cevent_datagram>) {
+        let sender = slot.withMemoryRebound(to: sockaddr.self, capacity: 1) { SocketAddress($0) }
+            ?? remoteAddress ?? localAddress
+        let length = Int(slot.pointee.length)
+        guard length <= options.maxDatagramSize else {
+            counters.truncated += 1
+            handler?.truncated(length: length, from: sender, on: self)
+            return
+        }
+        counters.received += 1
+        counters.receivedBytes += length
+        let bytes = unsafe RawSpan(_unsafeBytes: UnsafeRawBufferPointer(start: slot.pointee.data, count: length))
+        handler?.received(bytes, from: sender, on: self)
+    }
+
+    private func receiveFailed(errno error: Int32) {
+        if error == EAGAIN || error == EINTR { return }
+        // An ICMP error queued on the socket (ECONNREFUSED for a connected socket whose
+        // peer has no listener) is reported once and cleared by this very receive.
+        counters.receiveErrors += 1
+        handler?.errorCaught(ReactorError(errno: error, operation: .receive, address: remoteAddress), on: self)
+    }
+
+    // MARK: - Connecting and closing
+
+    /// Connected mode: from now on only datagrams from `address` arrive, and
+    /// ``send(_:)-(UnsafeRawBufferPointer)`` sends to it. An ICMP "port unreachable" from it
+    /// then arrives as ``ReactorError/Code/connectionRefused`` through
+    /// ``DatagramHandler/errorCaught(_:on:)``.
+    ///
+    /// - Throws: ``ReactorError`` when the kernel refuses (another family, no route, ...).
+    public func connect(to address: SocketAddress) throws(ReactorError) {
+        guard isOpen else { throw ReactorError(.invalidState, operation: .connect, address: address, hint: "the socket is closed") }
+        if address.withSockAddr({ Glibc.connect(fileDescriptor, $0, $1) }) != 0 {
+            throw ReactorError(errno: errno, operation: .connect, address: address)
+        }
+        remoteAddress = address
+        if let bound = SocketAddress.of(fd: fileDescriptor, peer: false) { localAddress = bound }
+    }
+
+    /// Stops receiving and closes the socket. Replies batched in the current receive batch
+    /// are sent first. The handler hears ``DatagramHandler/closed(_:)`` after this call.
+    public func close() {
+        guard isOpen else { return }
+        if receiving != nil {
+            receiving = nil
+            flushReplies()
+        }
+        isOpen = false
+        event_del(readEvent)
+        Glibc.close(fileDescriptor)
+        reactor.udpSockets[ObjectIdentifier(self)] = nil
+        reactor.runSoon { [self] in
+            let handler = self.handler
+            self.handler = nil
+            handler?.closed(self)
+        }
+    }
+}
+
+extension SocketAddress {
+    /// Writes the address into `storage` for a system call; returns its length.
+    func copy(into storage: inout sockaddr_storage) -> socklen_t {
+        withUnsafeMutablePointer(to: &storage) { target in
+            withSockAddr { source, length in
+                UnsafeMutableRawPointer(target).copyMemory(from: source, byteCount: Int(length))
+                return length
+            }
+        }
+    }
+}
+
+extension Reactor {
+    /// Binds a UDP socket on a numeric address or host name and starts receiving.
+    ///
+    /// - Parameters:
+    ///   - host: an IPv4 or IPv6 address or a name resolved once, blocking, before binding.
+    ///   - port: the port; 0 lets the kernel choose (read it back from ``UDPSocket/localAddress``).
+    ///   - handler: hears each datagram.
+    /// - Throws: ``ReactorError`` naming the address and cause (``ReactorError/Code/addressInUse``, ...).
+    @discardableResult
+    public func bindUDP(
+        host: String, port: Int, options: UDPOptions = UDPOptions(), handler: some DatagramHandler
+    ) throws(ReactorError) -> UDPSocket {
+        let address = try SocketAddress.resolve(host: host, port: port)[0]
+        return try bindUDP(on: address, options: options, handler: handler)
+    }
+
+    /// Binds a UDP socket on an address; see ``bindUDP(host:port:options:handler:)``.
+    @discardableResult
+    public func bindUDP(
+        on address: SocketAddress, options: UDPOptions = UDPOptions(), handler: some DatagramHandler
+    ) throws(ReactorError) -> UDPSocket {
+        let fd = try openUDPSocket(for: address, options: options)
+        if address.withSockAddr({ bind(fd, $0, $1) }) != 0 {
+            let error = ReactorError(errno: errno, operation: .bind, address: address)
+            Glibc.close(fd)
+            throw error
+        }
+        let bound = SocketAddress.of(fd: fd, peer: false) ?? address
+        let socket = UDPSocket(reactor: self, fd: fd, localAddress: bound, options: options, handler: handler)
+        socket.start()
+        logger.debug("bound udp \(bound)")
+        return socket
+    }
+
+    /// Opens a UDP socket connected to `address` (a client): the kernel picks the local
+    /// address and port, only `address` can answer, and ``UDPSocket/send(_:)-(UnsafeRawBufferPointer)``
+    /// sends to it.
+    @discardableResult
+    public func connectUDP(
+        to address: SocketAddress, options: UDPOptions = UDPOptions(), handler: some DatagramHandler
+    ) throws(ReactorError) -> UDPSocket {
+        let fd = try openUDPSocket(for: address, options: options)
+        let local = SocketAddress.of(fd: fd, peer: false) ?? address.withPort(0)
+        let socket = UDPSocket(reactor: self, fd: fd, localAddress: local, options: options, handler: handler)
+        do {
+            try socket.connect(to: address)
+        } catch {
+            socket.discard()
+            throw error
+        }
+        socket.start()
+        return socket
+    }
+
+    private func openUDPSocket(for address: SocketAddress, options: UDPOptions) throws(ReactorError) -> Int32 {
+        guard state != .stopped else { throw ReactorError(.reactorStopped, operation: .bind, address: address) }
+        try options.validate()
+        let fd = cevent_socket(address.domain, Int32(SOCK_DGRAM.rawValue))
+        guard fd >= 0 else { throw ReactorError(errno: errno, operation: .socket, address: address) }
+        func option(_ level: Int32, _ name: Int32, _ value: Int) throws(ReactorError) {
+            var value = Int32(clamping: value)
+            if setsockopt(fd, level, name, &value, socklen_t(MemoryLayout<Int32>.size)) != 0 {
+                let error = ReactorError(errno: errno, operation: .setOption, address: address)
+                Glibc.close(fd)
+                throw error
+            }
+        }
+        if options.reuseAddress { try option(SOL_SOCKET, SO_REUSEADDR, 1) }
+        if options.reusePort { try option(SOL_SOCKET, SO_REUSEPORT, 1) }
+        if address.family == .ipv6 { try option(Int32(IPPROTO_IPV6), IPV6_V6ONLY, options.ipv6Only ? 1 : 0) }
+        if let size = options.receiveBufferSize { try option(SOL_SOCKET, SO_RCVBUF, size) }
+        if let size = options.sendBufferSize { try option(SOL_SOCKET, SO_SNDBUF, size) }
+        return fd
+    }
+}
+
+extension UDPSocket {
+    /// Closes a socket that never started: no handler call, no registry entry.
+    fileprivate func discard() {
+        isOpen = false
+        handler = nil
+        Glibc.close(fileDescriptor)
+    }
+}
