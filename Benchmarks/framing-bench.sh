@@ -8,7 +8,7 @@
 # 1. Lines ("\n"-terminated, SIZE bytes with the "\n"):
 #    reactor  `reactor serve echo --framing line` (release build)
 #    libevent bin/libevent_line_echo (C, bufferevent, evbuffer_search_eol + evbuffer_remove_buffer)
-#    nio      swift/.build/release/nio-line-echo (SwiftNIO, one event loop,
+#    nio      swift/.build/release/nio-echo line (SwiftNIO, one event loop,
 #             ByteToMessageHandler(LineBasedFrameDecoder()))
 # 2. Length prefix (4-byte big-endian length, then SIZE bytes):
 #    reactor  `reactor serve echo --framing int32`
@@ -25,8 +25,8 @@
 # Environment: ROUNDS (3) DURATION (10) WARMUP (2) CONNECTIONS (50) DEPTH (64) SIZE (32)
 #   NOISE_MAX (10) RETRIES (2) QUIET_WAIT (60) QUIET_BUDGET (300) SERVER_CPU (0) CLIENT_CPU (1)
 #   REACTOR_BIN (.build/release/reactor, built if missing)
-#   NIO_BIN (Benchmarks/swift/.build/release/nio-line-echo, built if missing)
-#   LINE_SERVERS ("reactor libevent nio") INT32_SERVERS ("reactor libevent")
+#   NIO_BIN (Benchmarks/swift/.build/release/nio-echo, built if missing)
+#   LINE_SERVERS ("reactor libevent nio") INT32_SERVERS ("reactor libevent"); empty skips the part
 # Output: a markdown report on stdout, also written to Benchmarks/results/.
 set -euo pipefail
 
@@ -36,16 +36,16 @@ ROOT=$(dirname "$HERE")
 CONNECTIONS=${CONNECTIONS:-50}
 DEPTH=${DEPTH:-64}
 SIZE=${SIZE:-32}
-NIO_BIN=${NIO_BIN:-$HERE/swift/.build/release/nio-line-echo}
-LINE_SERVERS=${LINE_SERVERS:-"reactor libevent nio"}
-INT32_SERVERS=${INT32_SERVERS:-"reactor libevent"}
+NIO_BIN=${NIO_BIN:-$HERE/swift/.build/release/nio-echo}
+LINE_SERVERS=${LINE_SERVERS-"reactor libevent nio"}
+INT32_SERVERS=${INT32_SERVERS-"reactor libevent"}
 
 # Server names are PART-SERVER: line-reactor, line-libevent, line-nio, int32-reactor, ...
 server_command() {
     case $1 in
         line-reactor) echo "$REACTOR_BIN serve echo --framing line --host 127.0.0.1 --port 0" ;;
         line-libevent) echo "$BIN/libevent_line_echo 127.0.0.1 0" ;;
-        line-nio) echo "$NIO_BIN 127.0.0.1 0" ;;
+        line-nio) echo "$NIO_BIN line 127.0.0.1 0" ;;
         int32-reactor) echo "$REACTOR_BIN serve echo --framing int32 --host 127.0.0.1 --port 0" ;;
         int32-libevent) echo "$BIN/libevent_int32_echo 127.0.0.1 0" ;;
         *) die "unknown server $1" ;;
@@ -60,10 +60,10 @@ source "$HERE/lib.sh"
 build_c_programs
 ensure_reactor
 if [[ " $LINE_SERVERS " == *" nio "* && ! -x $NIO_BIN ]]; then
-    [[ $NIO_BIN == "$HERE/swift/.build/release/nio-line-echo" ]] || die "NIO_BIN=$NIO_BIN is not an executable"
-    say "building nio-line-echo (swift build -c release in Benchmarks/swift)"
+    [[ $NIO_BIN == "$HERE/swift/.build/release/nio-echo" ]] || die "NIO_BIN=$NIO_BIN is not an executable"
+    say "building nio-echo (swift build -c release in Benchmarks/swift)"
     swift build -c release --package-path "$HERE/swift" --scratch-path "$HERE/swift/.build" \
-        --product nio-line-echo >&2 || die "building nio-line-echo failed"
+        --product nio-echo >&2 || die "building nio-echo failed"
 fi
 
 # What is measured: the commit checked out now (others may commit while this runs).

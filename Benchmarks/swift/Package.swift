@@ -2,12 +2,12 @@
 // Benchmarks for issue 3 (framing), kept out of the root package so that its users and
 // CI never build SwiftNIO or package-benchmark:
 //
-// - `nio-line-echo`: the SwiftNIO one-thread line echo that `reactor serve echo
-//   --framing line` is compared with (Benchmarks/framing-bench.sh);
+// - `nio-echo`: the SwiftNIO one-thread echo servers (raw, line, int32, udp) that
+//   `reactor serve echo` is compared with (Benchmarks/framing-bench.sh, peers.txt);
 // - `FramingBenchmarks` (package-benchmark): framer decode throughput and heap
 //   allocations per frame, for the decode loop and for FramedConnection over loopback.
 //
-//   swift build -c release --package-path Benchmarks/swift --product nio-line-echo
+//   swift build -c release --package-path Benchmarks/swift --scratch-path Benchmarks/swift/.build --product nio-echo
 //   swift package --package-path Benchmarks/swift benchmark
 import PackageDescription
 
@@ -22,7 +22,7 @@ let package = Package(
     ],
     targets: [
         .executableTarget(
-            name: "nio-line-echo",
+            name: "nio-echo",
             dependencies: [
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
