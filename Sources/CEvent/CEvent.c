@@ -6,6 +6,8 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/uio.h>
+#include <netinet/in.h>
+#include <netinet/udp.h>
 #include <time.h>
 
 struct event *cevent_timer_new(struct event_base *base, event_callback_fn callback, void *context) {
@@ -69,9 +71,25 @@ int cevent_recv_batch(int fd, cevent_datagram *datagrams, unsigned int count) {
     return received;
 }
 
-int cevent_send_batch(int fd, const cevent_datagram *datagrams, unsigned int count) {
+/// Datagrams this long or shorter may share a UDP_SEGMENT send: under the IPv6 minimum
+/// MTU less headers, so a segment never exceeds a path's MTU.
+#define CEVENT_SEGMENT_MAX 1232
+/// The kernel's UDP_MAX_SEGMENTS on older kernels.
+#define CEVENT_SEGMENTS_MAX 64
+
+static int same_destination(const cevent_datagram *a, const cevent_datagram *b) {
+    return a->address_length == b->address_length &&
+           memcmp(&a->address, &b->address, a->address_length) == 0;
+}
+
+int cevent_send_batch(int fd, const cevent_datagram *datagrams, unsigned int count, int *segment) {
     struct mmsghdr messages[CEVENT_DATAGRAM_BATCH_MAX];
     struct iovec parts[CEVENT_DATAGRAM_BATCH_MAX];
+    union {
+        char space[CMSG_SPACE(sizeof(uint16_t))];
+        struct cmsghdr align;
+    } controls[CEVENT_DATAGRAM_BATCH_MAX];
+    unsigned int carried[CEVENT_DATAGRAM_BATCH_MAX];
     if (count > CEVENT_DATAGRAM_BATCH_MAX) count = CEVENT_DATAGRAM_BATCH_MAX;
     if (count == 1) {
         const cevent_datagram *only = &datagrams[0];
@@ -80,18 +98,57 @@ int cevent_send_batch(int fd, const cevent_datagram *datagrams, unsigned int cou
                               only->address_length);
         return sent < 0 ? -1 : 1;
     }
-    for (unsigned int i = 0; i < count; i++) {
-        parts[i].iov_base = datagrams[i].data;
-        parts[i].iov_len = datagrams[i].length;
-        memset(&messages[i].msg_hdr, 0, sizeof messages[i].msg_hdr);
-        if (datagrams[i].address_length) {
-            messages[i].msg_hdr.msg_name = (void *)&datagrams[i].address;
-            messages[i].msg_hdr.msg_namelen = datagrams[i].address_length;
+    unsigned int used = 0;
+    int segmented = 0;
+    for (unsigned int i = 0; i < count;) {
+        const cevent_datagram *first = &datagrams[i];
+        // A run of equal-sized datagrams to one destination goes as one UDP_SEGMENT
+        // (GSO) message: one trip through the stack, split into datagrams by the kernel.
+        unsigned int run = 1;
+        if (*segment && first->length > 0 && first->length <= CEVENT_SEGMENT_MAX) {
+            while (i + run < count && run < CEVENT_SEGMENTS_MAX &&
+                   datagrams[i + run].length == first->length && same_destination(first, &datagrams[i + run])) {
+                run++;
+            }
         }
-        messages[i].msg_hdr.msg_iov = &parts[i];
-        messages[i].msg_hdr.msg_iovlen = 1;
+        struct msghdr *header = &messages[used].msg_hdr;
+        memset(header, 0, sizeof *header);
+        for (unsigned int k = 0; k < run; k++) {
+            parts[i + k].iov_base = datagrams[i + k].data;
+            parts[i + k].iov_len = datagrams[i + k].length;
+        }
+        if (first->address_length) {
+            header->msg_name = (void *)&first->address;
+            header->msg_namelen = first->address_length;
+        }
+        header->msg_iov = &parts[i];
+        header->msg_iovlen = run;
+        if (run > 1) {
+            header->msg_control = controls[used].space;
+            header->msg_controllen = sizeof controls[used].space;
+            struct cmsghdr *control = CMSG_FIRSTHDR(header);
+            control->cmsg_level = SOL_UDP;
+            control->cmsg_type = UDP_SEGMENT;
+            control->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+            uint16_t size = (uint16_t)first->length;
+            memcpy(CMSG_DATA(control), &size, sizeof size);
+            segmented = 1;
+        }
+        carried[used++] = run;
+        i += run;
     }
-    return sendmmsg(fd, messages, count, MSG_DONTWAIT | MSG_NOSIGNAL);
+    int sent = sendmmsg(fd, messages, used, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (sent < 0 && segmented && carried[0] > 1 &&
+        (errno == EIO || errno == EINVAL || errno == ENOPROTOOPT || errno == EOPNOTSUPP)) {
+        // No segmentation offload here (an old kernel, a device without checksum
+        // offload): send datagram by datagram from now on.
+        *segment = 0;
+        return cevent_send_batch(fd, datagrams, count, segment);
+    }
+    if (sent < 0) return -1;
+    unsigned int total = 0;
+    for (int m = 0; m < sent; m++) total += carried[m];
+    return (int)total;
 }
 
 int cevent_eventfd(void) {

@@ -9,6 +9,11 @@ public struct UDPOptions: Sendable, Equatable {
     /// Batches taken per readiness event before the loop serves other sockets (default 4),
     /// so a flood on one UDP socket cannot starve TCP connections.
     public var maxBatchesPerWakeup: Int = 4
+    /// Send runs of equal-sized batched replies to one destination as one UDP_SEGMENT (GSO)
+    /// message, which the kernel splits into the same datagrams at a fraction of the cost
+    /// (default on; only datagrams up to 1232 bytes, so no segment exceeds a path's MTU).
+    /// Turned off by itself, for the socket, if the kernel refuses it.
+    public var segmentationOffload: Bool = true
     /// SO_REUSEADDR (default on).
     public var reuseAddress: Bool = true
     /// SO_REUSEPORT: let several sockets bind the same port (default off).

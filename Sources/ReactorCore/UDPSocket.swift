@@ -12,7 +12,9 @@ import Glibc
 /// Receiving takes up to ``UDPOptions/receiveBatch`` datagrams per `recvmmsg`, and at most
 /// ``UDPOptions/maxBatchesPerWakeup`` batches before the loop turns to other sockets.
 /// Replies sent from inside ``DatagramHandler/received(_:from:on:)`` go out together in
-/// one `sendmmsg` when the batch has been handled; other sends go out at once.
+/// one `sendmmsg` when the batch has been handled; other sends go out at once. Runs of
+/// equal-sized replies to one destination (an echo of a client's burst) travel as one
+/// UDP_SEGMENT message where the kernel supports it (``UDPOptions/segmentationOffload``).
 ///
 /// Sending never waits and never queues: UDP has no flow control to wait for, so a
 /// datagram the kernel cannot take now is dropped, counted, and reported, like one lost
@@ -41,6 +43,8 @@ public final class UDPSocket {
     private var replyCount = 0
     private var replyBytes = 0
     private var receiving: DatagramArea?
+    /// Nonzero while batched replies may use UDP segmentation offload.
+    private var segmentation: Int32
 
     init(reactor: Reactor, fd: Int32, localAddress: SocketAddress, options: UDPOptions, handler: any DatagramHandler) {
         self.reactor = reactor
@@ -48,6 +52,7 @@ public final class UDPSocket {
         self.localAddress = localAddress
         self.options = options
         self.handler = handler
+        self.segmentation = options.segmentationOffload ? 1 : 0
         readEvent = event_new(reactor.base, fd, Int16(EV_READ | EV_PERSIST), { _, _, context in
             Unmanaged<UDPSocket>.fromOpaque(context!).takeUnretainedValue().readable()
         }, Unmanaged.passUnretained(self).toOpaque())
@@ -168,7 +173,8 @@ public final class UDPSocket {
         var start = 0
         var total = 0
         while start < count {
-            let sent = Int(cevent_send_batch(fileDescriptor, first + start, UInt32(Swift.min(count - start, Int(CEVENT_DATAGRAM_BATCH_MAX)))))
+            let sent = Int(cevent_send_batch(
+                fileDescriptor, first + start, UInt32(Swift.min(count - start, Int(CEVENT_DATAGRAM_BATCH_MAX))), &segmentation))
             if sent > 0 {
                 counters.sent += sent
                 for index in start..<(start + sent) { counters.sentBytes += Int(first[index].length) }

@@ -62,8 +62,10 @@ int cevent_recv_batch(int fd, cevent_datagram *datagrams, unsigned int count);
 
 /// sendmmsg without blocking. Returns how many were sent from the front of the batch
 /// (fewer than `count` means the next one failed: send the rest again to learn why), or
-/// -1 with errno when the first failed.
-int cevent_send_batch(int fd, const cevent_datagram *datagrams, unsigned int count);
+/// -1 with errno when the first failed. While `*segment` is nonzero, runs of equal-sized
+/// datagrams (up to 1232 bytes) to one destination go as one UDP_SEGMENT message; a
+/// kernel that refuses that clears `*segment` and the batch goes datagram by datagram.
+int cevent_send_batch(int fd, const cevent_datagram *datagrams, unsigned int count, int *segment);
 
 /// A non-blocking, close-on-exec eventfd: the reactor's wake-up from other threads.
 int cevent_eventfd(void);
