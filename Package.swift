@@ -87,6 +87,10 @@ let package = Package(
             ]
         ),
         .testTarget(
+            name: "ReactorServicesTests",
+            dependencies: ["ReactorServices", "ReactorCore", "ReactorTestSupport", "reactor"]
+        ),
+        .testTarget(
             name: "ReactorCoreTests",
             dependencies: ["ReactorCore", "ReactorServices", "ReactorTestSupport", "reactor"]
         ),
