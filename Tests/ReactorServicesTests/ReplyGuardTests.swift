@@ -15,11 +15,11 @@ struct ReplyGuardTests {
         let server = try ServiceServer(makeTCP: { EchoHandler() }, makeUDP: { EchoDatagramHandler(replyGuard: $0) })
         var refused = 0
         for port in [7, 19] {
-            let client: UDPClient
+            let client: UDPTestClient
             do {
-                client = try UDPClient(port: port)
-            } catch let failure as UDPClient.BindFailure {
-                print("skipping source port \(port): \(failure)")
+                client = try UDPTestClient(port: port)
+            } catch {
+                print("skipping source port \(port): \(error)")
                 continue
             }
             try client.send(Array("loop?".utf8), to: server.udp)
@@ -27,9 +27,9 @@ struct ReplyGuardTests {
             refused += 1
         }
         try #require(refused > 0, "neither port 7 nor port 19 could be bound on 127.0.0.1")
-        let other = try UDPClient()
+        let other = try UDPTestClient()
         try other.send(Array("hello".utf8), to: server.udp)
-        #expect(other.receive() == Array("hello".utf8))
+        #expect(other.receive()?.bytes == Array("hello".utf8))
         let counters = try await server.guardCounters()
         #expect(counters.refusedSourcePort == refused)
         #expect(counters.allowed == 1)
@@ -53,7 +53,7 @@ struct ReplyGuardTests {
         options.repliesPerSecond = 10
         options.burst = 5
         let server = try ServiceServer(guardOptions: options, makeTCP: { EchoHandler() }, makeUDP: { EchoDatagramHandler(replyGuard: $0) })
-        let client = try UDPClient()
+        let client = try UDPTestClient()
         for index in 0..<20 { try client.send([UInt8(index)], to: server.udp) }
         let first = client.receiveAll()
         #expect((5...6).contains(first.count), "\(first.count) replies to 20 datagrams with a burst of 5")

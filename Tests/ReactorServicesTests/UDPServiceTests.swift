@@ -12,10 +12,10 @@ struct UDPServiceTests {
     @Test("echo: each datagram comes back whole to its sender", arguments: [1, 1400, 8000, 65000])
     func echo(size: Int) async throws {
         let server = try ServiceServer(makeTCP: { EchoHandler() }, makeUDP: { EchoDatagramHandler(replyGuard: $0) })
-        let client = try UDPClient()
+        let client = try UDPTestClient()
         let payload = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }
         try client.send(payload, to: server.udp)
-        let reply = try #require(client.receive(), "no echo of \(size) bytes")
+        let reply = try #require(client.receive()?.bytes, "no echo of \(size) bytes")
         #expect(reply.count == size)
         #expect(reply == payload)
         #expect(try await server.udpCounters().received == 1)
@@ -26,7 +26,7 @@ struct UDPServiceTests {
         var options = UDPOptions()
         options.maxDatagramSize = 1000
         let server = try ServiceServer(udpOptions: options, makeTCP: { EchoHandler() }, makeUDP: { EchoDatagramHandler(replyGuard: $0) })
-        let client = try UDPClient()
+        let client = try UDPTestClient()
         try client.send([UInt8](repeating: 1, count: 1001), to: server.udp)
         try client.send([UInt8](repeating: 2, count: 1000), to: server.udp)
         let replies = client.receiveAll()
@@ -39,7 +39,7 @@ struct UDPServiceTests {
     @Test("discard: counts what arrives, answers nothing")
     func discard() async throws {
         let server = try ServiceServer(makeTCP: { DiscardHandler() }, makeUDP: { _ in DiscardDatagramHandler() })
-        let client = try UDPClient()
+        let client = try UDPTestClient()
         for size in [0, 1, 512, 9000] { try client.send([UInt8](repeating: 7, count: size), to: server.udp) }
         #expect(client.receiveAll().isEmpty)
         let counters = try await server.udpCounters()
@@ -50,16 +50,16 @@ struct UDPServiceTests {
     @Test("chargen: one datagram of whole lines, at most 512 bytes, each reply a line further on")
     func chargen() async throws {
         let server = try ServiceServer(makeTCP: { ChargenHandler() }, makeUDP: { ChargenDatagramHandler(replyGuard: $0) })
-        let client = try UDPClient()
+        let client = try UDPTestClient()
         for request in 0..<3 {
             try client.send(Array("any content \(request)".utf8), to: server.udp)
-            let reply = try #require(client.receive(), "no reply to datagram \(request)")
+            let reply = try #require(client.receive()?.bytes, "no reply to datagram \(request)")
             #expect(reply.count <= 512)
             #expect(reply.count == 6 * 74)
             #expect(reply == (request..<request + 6).flatMap { chargenLine($0) })
         }
         try client.send([], to: server.udp)
-        #expect(client.receive()?.count == 444, "an empty datagram is answered too")
+        #expect(client.receive()?.bytes.count == 444, "an empty datagram is answered too")
     }
 
     @Test("qotd: one quote per datagram, in turn, shared with TCP")
@@ -71,31 +71,31 @@ struct UDPServiceTests {
             return cursor.value!
         }
         let server = try ServiceServer(makeTCP: { QuoteHandler(cursor: shared()) }, makeUDP: { QuoteDatagramHandler(cursor: shared(), replyGuard: $0) })
-        let client = try UDPClient()
+        let client = try UDPTestClient()
         try client.send([0], to: server.udp)
-        #expect(client.receive() == Array("one\r\n".utf8))
+        #expect(client.receive()?.bytes == Array("one\r\n".utf8))
         let tcp = try TestClient(connectingTo: server.tcp)
         #expect(tcp.receiveUntilEnd(timeout: .seconds(5)).bytes == Array("two\r\n".utf8))
         try client.send([0], to: server.udp)
-        #expect(client.receive() == Array("one\r\n".utf8))
+        #expect(client.receive()?.bytes == Array("one\r\n".utf8))
     }
 
     @Test("daytime: one datagram holding the UTC line", arguments: daytimeCases)
     func daytime(seconds: Int64, expected: String) async throws {
         let server = try ServiceServer(
             makeTCP: { DaytimeHandler() }, makeUDP: { DaytimeDatagramHandler(clock: .fixed(at: seconds), replyGuard: $0) })
-        let client = try UDPClient()
+        let client = try UDPTestClient()
         try client.send([], to: server.udp)
-        #expect(client.receive().map { String(decoding: $0, as: UTF8.self) } == expected + "\r\n")
+        #expect(client.receive().map { String(decoding: $0.bytes, as: UTF8.self) } == expected + "\r\n")
     }
 
     @Test("time: one 4-byte datagram, correct on both sides of the 2036 rollover", arguments: timeCases)
     func time(seconds: Int64, expected: UInt32) async throws {
         let server = try ServiceServer(
             makeTCP: { TimeHandler() }, makeUDP: { TimeDatagramHandler(clock: .fixed(at: seconds), replyGuard: $0) })
-        let client = try UDPClient()
+        let client = try UDPTestClient()
         try client.send([], to: server.udp)
-        #expect(client.receive() == withUnsafeBytes(of: expected.bigEndian) { Array($0) })
+        #expect(client.receive()?.bytes == withUnsafeBytes(of: expected.bigEndian) { Array($0) })
     }
 
     @Test("time: the system clock, read back by rdate -p -u")
