@@ -29,12 +29,6 @@ final class DatagramArea {
     }
 
     var count: Int { slots.count }
-
-    /// True when `bytes` lie inside this area's storage.
-    func contains(_ bytes: UnsafeRawBufferPointer) -> Bool {
-        guard let start = bytes.baseAddress, let base = storage.baseAddress else { return false }
-        return start >= UnsafeRawPointer(base) && start + bytes.count <= UnsafeRawPointer(base + storage.count)
-    }
 }
 
 extension Reactor {

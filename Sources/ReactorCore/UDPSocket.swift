@@ -31,20 +31,25 @@ public final class UDPSocket {
     public private(set) var remoteAddress: SocketAddress?
     /// The socket's settings.
     public let options: UDPOptions
+    // The socket's state is touched only on its reactor's thread; dynamic exclusivity
+    // checks on it cost more than the rest of a datagram's user-space work.
     /// True until ``close()``.
-    public private(set) var isOpen = true
+    @exclusivity(unchecked) public private(set) var isOpen = true
     /// What the socket has received, sent, dropped and refused.
-    public private(set) var counters = UDPCounters()
+    @exclusivity(unchecked) public private(set) var counters = UDPCounters()
 
-    private var handler: (any DatagramHandler)?
+    @exclusivity(unchecked) private var handler: (any DatagramHandler)?
     private var readEvent: OpaquePointer?
     /// Replies batched while a receive batch is handled, flushed when it ends.
     private var replies: DatagramArea?
-    private var replyCount = 0
-    private var replyBytes = 0
-    private var receiving: DatagramArea?
+    @exclusivity(unchecked) private var replySlots: UnsafeMutablePointer<cevent_datagram>?
+    @exclusivity(unchecked) private var replyCount = 0
+    @exclusivity(unchecked) private var replyBytes = 0
+    /// The bytes of the receive batch being handled (nil outside one): replies that lie
+    /// inside need no copy.
+    @exclusivity(unchecked) private var receiving: UnsafeRawBufferPointer?
     /// Nonzero while batched replies may use UDP segmentation offload.
-    private var segmentation: Int32
+    @exclusivity(unchecked) private var segmentation: Int32
 
     init(reactor: Reactor, fd: Int32, localAddress: SocketAddress, options: UDPOptions, handler: any DatagramHandler) {
         self.reactor = reactor
@@ -129,40 +134,45 @@ public final class UDPSocket {
     /// Adds a reply to the batch. A reply that is a received datagram (an echo) is not
     /// copied: the receive area stays put until the batch is flushed. Returns false for a
     /// reply too large to copy, which the caller sends at once.
+    @inline(__always)
     private func batch(_ bytes: UnsafeRawBufferPointer, to address: SocketAddress) -> Bool {
-        let replies = self.replies ?? makeReplyArea()
-        let inPlace = receiving!.contains(bytes)
+        let slots = replySlots ?? makeReplyArea()
+        let inPlace = receiving.unsafelyUnwrapped.contains(bytes)
         let copied = inPlace ? 0 : bytes.count
-        if replyCount == replies.count || replyBytes + copied > replies.storage.count { flushReplies() }
-        guard copied <= replies.storage.count else { return false }
-        let slot = replies.slots.baseAddress! + replyCount
+        if replyCount == options.receiveBatch || replyBytes &+ copied > Self.replyStorage { flushReplies() }
+        guard copied <= Self.replyStorage else { return false }
+        let slot = slots + replyCount
         if inPlace {
             slot.pointee.data = UnsafeMutableRawPointer(mutating: bytes.baseAddress)
         } else {
-            let target = replies.storage.baseAddress! + replyBytes
+            let target = replies.unsafelyUnwrapped.storage.baseAddress.unsafelyUnwrapped + replyBytes
             if let source = bytes.baseAddress { target.copyMemory(from: source, byteCount: copied) }
             slot.pointee.data = target
-            replyBytes += copied
+            replyBytes &+= copied
         }
-        slot.pointee.length = UInt32(bytes.count)
+        slot.pointee.length = UInt32(truncatingIfNeeded: bytes.count)
         slot.pointee.address_length = address.copy(into: &slot.pointee.address)
-        replyCount += 1
+        replyCount &+= 1
         return true
     }
 
+    /// Bytes of copied (not echoed) replies one batch holds.
+    private static let replyStorage = 65_536
+
     /// Room for one reply per received datagram, and 64 KiB of copied replies.
-    private func makeReplyArea() -> DatagramArea {
-        let area = DatagramArea(count: options.receiveBatch, slotSize: 65_536 / options.receiveBatch)
+    private func makeReplyArea() -> UnsafeMutablePointer<cevent_datagram> {
+        let area = DatagramArea(count: options.receiveBatch, slotSize: Self.replyStorage / options.receiveBatch)
         replies = area
-        return area
+        replySlots = area.slots.baseAddress
+        return area.slots.baseAddress!
     }
 
     private func flushReplies() {
-        guard let replies, replyCount > 0 else { return }
+        guard let replySlots, replyCount > 0 else { return }
         let count = replyCount
         replyCount = 0
         replyBytes = 0
-        sendNow(replies.slots.baseAddress!, count: count)
+        sendNow(replySlots, count: count)
     }
 
     /// Sends `count` datagrams from `first`, counting each one sent or refused. A refused
@@ -218,9 +228,13 @@ public final class UDPSocket {
                 if count < 0 { receiveFailed(errno: errno) }
                 return
             }
-            receiving = area
-            for index in 0..<count where isOpen {
-                deliver(area.slots.baseAddress! + index)
+            receiving = UnsafeRawBufferPointer(area.storage)
+            // One reference for the whole batch instead of a retain per datagram; close()
+            // releases the socket's own only after this callback.
+            if let handler {
+                for index in 0..<count where isOpen {
+                    deliver(area.slots.baseAddress.unsafelyUnwrapped + index, to: handler)
+                }
             }
             receiving = nil
             flushReplies()
@@ -229,19 +243,19 @@ public final class UDPSocket {
     }
 
     @inline(__always)
-    private func deliver(_ slot: UnsafeMutablePointer<cevent_datagram>) {
+    private func deliver(_ slot: UnsafeMutablePointer<cevent_datagram>, to handler: any DatagramHandler) {
         let sender = slot.withMemoryRebound(to: sockaddr.self, capacity: 1) { SocketAddress($0) }
             ?? remoteAddress ?? localAddress
         let length = Int(slot.pointee.length)
         guard length <= options.maxDatagramSize else {
             counters.truncated += 1
-            handler?.truncated(length: length, from: sender, on: self)
+            handler.truncated(length: length, from: sender, on: self)
             return
         }
         counters.received += 1
         counters.receivedBytes += length
         let bytes = unsafe RawSpan(_unsafeBytes: UnsafeRawBufferPointer(start: slot.pointee.data, count: length))
-        handler?.received(bytes, from: sender, on: self)
+        handler.received(bytes, from: sender, on: self)
     }
 
     private func receiveFailed(errno error: Int32) {
@@ -291,13 +305,27 @@ public final class UDPSocket {
 
 extension SocketAddress {
     /// Writes the address into `storage` for a system call; returns its length.
+    @inline(__always)
     func copy(into storage: inout sockaddr_storage) -> socklen_t {
-        withUnsafeMutablePointer(to: &storage) { target in
-            withSockAddr { source, length in
-                UnsafeMutableRawPointer(target).copyMemory(from: source, byteCount: Int(length))
-                return length
+        withUnsafeMutableBytes(of: &storage) { target in
+            switch self.storage {
+            case .v4(let address):
+                target.storeBytes(of: address, as: sockaddr_in.self)
+                return socklen_t(MemoryLayout<sockaddr_in>.size)
+            case .v6(let address):
+                target.storeBytes(of: address, as: sockaddr_in6.self)
+                return socklen_t(MemoryLayout<sockaddr_in6>.size)
             }
         }
+    }
+}
+
+extension UnsafeRawBufferPointer {
+    /// True when `bytes` lie inside this buffer.
+    @inline(__always)
+    func contains(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard let start = bytes.baseAddress, let base = baseAddress else { return false }
+        return start >= base && start + bytes.count <= base + count
     }
 }
 
