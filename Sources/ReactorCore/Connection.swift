@@ -43,7 +43,8 @@ public final class Connection {
 
     /// Where the connection is in its life.
     @exclusivity(unchecked) public private(set) var phase: Phase = .open
-    /// False while queued output is above the high watermark; see
+    /// False while queued output is above the high watermark, or while the reactor's
+    /// output budget throttles the connection (``isThrottled``); see
     /// ``ConnectionHandler/writabilityChanged(_:)``.
     @exclusivity(unchecked) public private(set) var isWritable = true
     /// True between ``pauseReading()`` and ``resumeReading()``.
@@ -52,6 +53,10 @@ public final class Connection {
     @exclusivity(unchecked) public private(set) var isInputClosed = false
     /// True once ``shutdownOutput()`` was called.
     @exclusivity(unchecked) public private(set) var isOutputShutdown = false
+    /// True while the reactor's ``Reactor/outputBudget`` holds this connection: it queued
+    /// output while all connections together were over the budget, so it neither reads
+    /// nor is writable until the total falls to half the budget or its own queue empties.
+    @exclusivity(unchecked) public private(set) var isThrottled = false
 
     let config: ConnectionConfig
     @exclusivity(unchecked) private(set) var handler: (any ConnectionHandler)?
@@ -64,6 +69,7 @@ public final class Connection {
     @exclusivity(unchecked) private var batchDepth = 0
     @exclusivity(unchecked) private var closeReason = CloseReason.closed
     @exclusivity(unchecked) private var lastActivity: UInt64 = 0
+    @exclusivity(unchecked) private var idleClockCountsReads = false
     @exclusivity(unchecked) private var idleTimer: ReactorTimer?
     @exclusivity(unchecked) private var closeTimer: ReactorTimer?
 
@@ -106,6 +112,7 @@ public final class Connection {
             setsockopt(fileDescriptor, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
         }
         if let idle = config.idleTimeoutNanoseconds {
+            idleClockCountsReads = true
             lastActivity = Reactor.coarseNow
             idleTimer = reactor.schedule(after: .nanoseconds(Int64(idle))) { [unowned self] _ in checkIdle() }
         }
@@ -226,6 +233,18 @@ public final class Connection {
         updateReadInterest()
     }
 
+    /// Makes the idle timeout count whole frames instead of reads: from now on only
+    /// ``noteFrameReceived()`` (and moving output) keeps the connection alive, so a peer that
+    /// trickles a partial frame (slowloris) is closed after ``ConnectionOptions/idleTimeout``.
+    package func countIdleInputByFrames() {
+        idleClockCountsReads = false
+    }
+
+    /// A read completed at least one frame: input activity for the idle timeout.
+    package func noteFrameReceived() {
+        if config.idleTimeoutNanoseconds != nil { lastActivity = Reactor.coarseNow }
+    }
+
     /// Starts reading again after ``pauseReading()``.
     public func resumeReading() {
         isReadingPaused = false
@@ -239,7 +258,7 @@ public final class Connection {
         let count = Glibc.read(fileDescriptor, buffer.baseAddress, buffer.count)
         if count > 0 {
             guard phase == .open else { return }  // lingering: the peer's late bytes are discarded
-            if config.idleTimeoutNanoseconds != nil { lastActivity = Reactor.coarseNow }
+            if idleClockCountsReads { lastActivity = Reactor.coarseNow }
             let bytes = unsafe RawSpan(_unsafeBytes: UnsafeRawBufferPointer(start: buffer.baseAddress, count: count))
             isReceiving = true
             handler?.received(bytes, on: self)
@@ -279,7 +298,7 @@ public final class Connection {
 
     private func updateReadInterest() {
         let wanted = switch phase {
-        case .open: !isReadingPaused && !isInputClosed
+        case .open: !isReadingPaused && !isInputClosed && !isThrottled
         case .lingering: !isInputClosed
         case .closing, .closed: false
         }
@@ -298,7 +317,7 @@ public final class Connection {
         if batchDepth > 0 || !output.isEmpty {
             output.append(a, b, c, pool: reactor.bufferPool)
             if batchDepth == 0 { armWrite() }
-            return queuedMore()
+            return queuedMore(a.count &+ b.count &+ c.count)
         }
         return sendNow(a, b, c)
     }
@@ -323,6 +342,7 @@ public final class Connection {
         _ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer, _ c: UnsafeRawBufferPointer, result: Int
     ) -> Bool {
         var sent = 0
+        let queuedBefore = output.count
         if result >= 0 {
             sent = result
             noteActivity()
@@ -337,7 +357,7 @@ public final class Connection {
         sent = enqueue(b, skipping: sent)
         _ = enqueue(c, skipping: sent)
         armWrite()
-        return queuedMore()
+        return queuedMore(output.count &- queuedBefore)
     }
 
     /// Queues what is left of `part` after the first `skipping` bytes (already sent);
@@ -348,10 +368,12 @@ public final class Connection {
         return 0
     }
 
-    /// After output grew: crossing the high watermark makes the connection not writable;
-    /// crossing the hard limit aborts it.
+    /// After output grew by `added` bytes: crossing the high watermark makes the connection
+    /// not writable, crossing the hard limit aborts it, and adding to a reactor total over
+    /// the output budget throttles it.
     @inline(__always)
-    private func queuedMore() -> Bool {
+    private func queuedMore(_ added: Int) -> Bool {
+        reactor.queuedOutputBytes &+= added
         if output.count > config.options.writeBufferLimit {
             abortOverLimit()
             return false
@@ -360,7 +382,32 @@ public final class Connection {
             isWritable = false
             handler?.writabilityChanged(self)
         }
+        if reactor.queuedOutputBytes > reactor.outputBudget, !isThrottled { overBudget() }
         return true
+    }
+
+    /// Queued output while the reactor is over its output budget: stop reading and
+    /// report not writable until ``budgetReleased()``.
+    @inline(never)
+    private func overBudget() {
+        guard phase == .open else { return }  // the writability hook may have closed it
+        isThrottled = true
+        reactor.throttle(self)
+        updateReadInterest()
+        if isWritable {
+            isWritable = false
+            handler?.writabilityChanged(self)
+        }
+    }
+
+    /// The output budget lets this connection go: read again, and be writable again if
+    /// its own queue allows.
+    func budgetReleased() {
+        guard isThrottled else { return }
+        isThrottled = false
+        guard phase == .open else { return }
+        updateReadInterest()
+        becameWritableIfDrained()
     }
 
     @inline(never)
@@ -378,6 +425,7 @@ public final class Connection {
             let result = Glibc.send(fileDescriptor, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL))
             if result > 0 {
                 output.consume(result, pool: reactor.bufferPool)
+                reactor.queuedOutputBytes &-= result
                 noteActivity()
                 if result < bytes.count { break }
             } else if result < 0, errno == EINTR {
@@ -389,6 +437,7 @@ public final class Connection {
                 return
             }
         }
+        if !reactor.throttledConnections.isEmpty { releaseBudget() }
         guard output.isEmpty else {
             armWrite()
             becameWritableIfDrained()
@@ -404,8 +453,20 @@ public final class Connection {
         }
     }
 
+    /// Output drained while some connections are throttled: this one goes free once its
+    /// own queue is empty (it no longer holds any of the total), the others when the
+    /// total allows.
+    @inline(never)
+    private func releaseBudget() {
+        if isThrottled, output.isEmpty {
+            reactor.unthrottle(self)
+            budgetReleased()
+        }
+        reactor.outputDrained()
+    }
+
     private func becameWritableIfDrained() {
-        if !isWritable, output.count <= config.options.writeBufferLowWatermark, phase == .open {
+        if !isWritable, !isThrottled, output.count <= config.options.writeBufferLowWatermark, phase == .open {
             isWritable = true
             handler?.writabilityChanged(self)
         }
@@ -491,7 +552,13 @@ public final class Connection {
             setsockopt(fileDescriptor, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<linger>.size))
         }
         Glibc.close(fileDescriptor)
+        reactor.queuedOutputBytes &-= output.count
         output.release(pool: reactor.bufferPool)
+        if isThrottled {
+            isThrottled = false
+            reactor.unthrottle(self)
+        }
+        if !reactor.throttledConnections.isEmpty { reactor.outputDrained() }
         idleTimer?.cancel()
         closeTimer?.cancel()
         idleTimer = nil

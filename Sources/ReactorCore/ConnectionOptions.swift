@@ -14,7 +14,9 @@ public struct ConnectionOptions: Sendable, Equatable {
     /// connection open for writing (default off: a FIN closes the connection after flushing).
     public var allowRemoteHalfClosure: Bool = false
     /// Close a connection that has moved no bytes in either direction for this long
-    /// (default nil: no idle timeout).
+    /// (default nil: no idle timeout). Under a `FramedConnection` only whole frames count
+    /// as input, so a peer trickling a partial frame (slowloris) is closed too. One lazily
+    /// re-armed timer per connection, not one per read.
     public var idleTimeout: Duration? = nil
     /// How long a graceful close may take to flush queued output before the connection
     /// is aborted with ``CloseReason/timedOut`` (default 30 s).

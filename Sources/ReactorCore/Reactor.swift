@@ -25,6 +25,8 @@ import Glibc
 public final class Reactor {
     /// The size of the buffer every read lands in, shared by all connections.
     public static let defaultReadBufferSize = 64 * 1024
+    /// The default ``outputBudget``: 64 MiB.
+    public static let defaultOutputBudget = 64 * 1024 * 1024
 
     /// Where the reactor is in its life.
     public enum State: Sendable, Equatable {
@@ -41,6 +43,19 @@ public final class Reactor {
 
     /// Where the reactor is in its life.
     public private(set) var state: State = .ready
+
+    /// The most output all connections together may hold queued (bytes the kernel has not
+    /// taken) before the ones adding to it are throttled: a connection that queues output
+    /// while the total is over the budget stops reading and is not writable until the
+    /// total falls to half the budget or its own queue empties. Peers that never read
+    /// their replies cannot push memory past it by more than one read's output each.
+    public let outputBudget: Int
+    /// Bytes queued in all connections' output queues.
+    @exclusivity(unchecked) public internal(set) var queuedOutputBytes = 0
+    /// Connections throttled by the output budget, in the order they were throttled.
+    @exclusivity(unchecked) var throttledConnections: [Connection] = []
+    var budgetReleaseScheduled = false
+    var lastBudgetNotice: UInt64 = 0
 
     let base: OpaquePointer
     let readBuffer: UnsafeMutableRawBufferPointer
@@ -71,10 +86,15 @@ public final class Reactor {
     /// - Parameters:
     ///   - logger: where the reactor logs (accept pauses, dropped connections, ...).
     ///   - readBufferSize: the size of the shared read buffer; each read takes at most this much.
+    ///   - outputBudget: see ``outputBudget`` (default 64 MiB).
     /// - Throws: ``ReactorError`` with code ``ReactorError/Code/eventBackend`` when libevent
     ///   cannot give an epoll (Linux) or kqueue (BSD) base.
-    public init(logger: Logger = Logger(label: "reactor"), readBufferSize: Int = Reactor.defaultReadBufferSize) throws(ReactorError) {
+    public init(
+        logger: Logger = Logger(label: "reactor"), readBufferSize: Int = Reactor.defaultReadBufferSize,
+        outputBudget: Int = Reactor.defaultOutputBudget
+    ) throws(ReactorError) {
         precondition(readBufferSize > 0, "readBufferSize must be positive")
+        precondition(outputBudget > 0, "outputBudget must be positive")
         // A write to a socket whose peer has gone raises SIGPIPE, which kills the
         // process by default. Sends use MSG_NOSIGNAL; this covers every other path.
         signal(SIGPIPE, SIG_IGN)
@@ -99,6 +119,7 @@ public final class Reactor {
         self.base = base
         self.logger = logger
         self.eventSize = Int(event_get_struct_event_size())
+        self.outputBudget = outputBudget
         self.readBuffer = .allocate(byteCount: readBufferSize, alignment: 16)
         do {
             self.mailbox = try Mailbox()

@@ -32,9 +32,11 @@ public final class ReactorThread: Sendable {
     /// Starts a thread, creates a ``Reactor`` on it, runs `setup` there, then runs the
     /// loop. Returns once `setup` has returned, with its result.
     ///
+    /// - Parameter outputBudget: the reactor's ``Reactor/outputBudget``.
     /// - Throws: whatever creating the reactor or `setup` throws; the thread has then ended.
     public static func start<T: Sendable>(
         name: String = "reactor", logger: Logger = Logger(label: "reactor"),
+        outputBudget: Int = Reactor.defaultOutputBudget,
         setup: @escaping @Sendable (Reactor) throws -> T
     ) throws -> (ReactorThread, T) {
         let ready = DispatchSemaphore(value: 0)
@@ -45,7 +47,7 @@ public final class ReactorThread: Sendable {
             defer { finished.signal() }
             let reactor: Reactor
             do {
-                reactor = try Reactor(logger: logger)
+                reactor = try Reactor(logger: logger, outputBudget: outputBudget)
                 box.set(.success((reactor.handle, try setup(reactor))))
             } catch {
                 box.set(.failure(error))

@@ -170,6 +170,9 @@ public final class FramedConnection: ConnectionHandler {
 
     public func opened(_ connection: Connection) {
         self.connection = connection
+        // A partial frame is not progress: a peer trickling one byte at a time must not
+        // hold a connection past the idle timeout.
+        connection.countIdleInputByFrames()
         handler.opened(self)
     }
 
@@ -258,7 +261,10 @@ public final class FramedConnection: ConnectionHandler {
             offset += engine.deliverFrames(
                 from: UnsafeRawBufferPointer(rebasing: bytes[offset...]), to: self, connection: connection)
             // The handler switched framers mid-read: the rest goes to the new one.
-            guard engine !== self.engine, offset < bytes.count, canDeliver else { return offset }
+            guard engine !== self.engine, offset < bytes.count, canDeliver else {
+                if offset > 0 { connection.noteFrameReceived() }
+                return offset
+            }
         }
     }
 

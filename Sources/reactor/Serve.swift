@@ -50,6 +50,12 @@ struct Serve: ParsableCommand {
     @Option(help: "Seconds to let connections flush on shutdown before aborting them.")
     var shutdownTimeout: Double = 10
 
+    @Option(help: ArgumentHelp(
+        "MiB of output all connections together may hold queued for slow readers.",
+        discussion: "Over it, connections that add output stop reading until it drains to half.",
+        valueName: "mib"))
+    var outputBudget = Reactor.defaultOutputBudget >> 20
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
@@ -62,6 +68,7 @@ struct Serve: ParsableCommand {
         guard maxConnections > 0 else { throw ValidationError("--max-connections must be positive") }
         guard idleTimeout >= 0 else { throw ValidationError("--idle-timeout cannot be negative") }
         guard shutdownTimeout >= 0 else { throw ValidationError("--shutdown-timeout cannot be negative") }
+        guard (1...(1 << 30)).contains(outputBudget) else { throw ValidationError("--output-budget must be from 1 to 2^30 MiB") }
     }
 
     func run() throws {
@@ -74,7 +81,7 @@ struct Serve: ParsableCommand {
         let logger = Logger(label: "reactor")
         raiseOpenFileLimit(logger: logger)
         do {
-            let reactor = try Reactor(logger: logger)
+            let reactor = try Reactor(logger: logger, outputBudget: outputBudget << 20)
             var options = ListenerOptions()
             options.maxConnections = maxConnections
             var connectionOptions = ConnectionOptions()

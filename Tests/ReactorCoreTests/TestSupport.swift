@@ -91,10 +91,10 @@ struct TestServer {
     /// (called on the reactor thread).
     static func start(
         host: String = "127.0.0.1", options: ListenerOptions = .init(),
-        connectionOptions: ConnectionOptions = .init(),
+        connectionOptions: ConnectionOptions = .init(), outputBudget: Int = Reactor.defaultOutputBudget,
         makeHandler: @escaping @Sendable (Reactor, Connection) -> any ConnectionHandler
     ) throws -> TestServer {
-        let (thread, address) = try ReactorThread.start(name: "test-server") { reactor in
+        let (thread, address) = try ReactorThread.start(name: "test-server", outputBudget: outputBudget) { reactor in
             try reactor.listen(
                 host: host, port: 0, options: options, connectionOptions: connectionOptions,
                 makeHandler: { makeHandler(reactor, $0) }
