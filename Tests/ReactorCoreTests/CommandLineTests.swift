@@ -25,7 +25,7 @@ private let crashMarkers = ["Fatal error", "fatalError", "Stack dump", "backtrac
 
 @Suite("reactor command", .timeLimit(.minutes(1)))
 struct CommandLineTests {
-    @Test("serve echo --port 0 prints exactly the listening line, echoes, and exits 0 on SIGTERM")
+    @Test("serve echo --port 0 prints exactly the listening lines, echoes, and exits 0 on SIGTERM")
     func serveEchoAndTerminate() throws {
         let (child, address, line) = try serveEcho()
         #expect(line == "listening tcp 127.0.0.1:\(address.port) echo")
@@ -40,7 +40,9 @@ struct CommandLineTests {
         client.close()
         let status = child.waitForExit()
         #expect(status == 0, "stderr: \(child.standardError)")
-        #expect(child.standardOutput == line + "\n", "stdout holds only the listening line")
+        #expect(
+            child.standardOutput == "\(line)\nlistening udp 127.0.0.1:\(address.port) echo\n",
+            "stdout holds only the listening lines, TCP then UDP on the same port")
     }
 
     @Test("SIGINT also shuts down with status 0")
@@ -126,13 +128,11 @@ struct OpenFileLimitTests {
         try clients[59].send("waiting\n")
         #expect(clients[59].receiveSome(timeout: .milliseconds(200)).end == .timedOut, "more connections served than descriptors allow?")
 
-        // Not spinning while saturated: under 20% of a core over 2 s (a behavioural check, not
-        // a performance goal: a spinning accept loop takes 100%), and one log line, not one per retry.
-        let ticksPerSecond = sysconf(Int32(_SC_CLK_TCK))
+        // Not spinning: well under 20% of a core over a second, and one log line, not one per retry.
         let before = try child.cpuTicks()
-        usleep(2_000_000)
+        usleep(1_000_000)
         let used = try child.cpuTicks() - before
-        #expect(used < 2 * ticksPerSecond / 5, "the paused server used \(used) clock ticks of CPU in 2 s (spinning?)")
+        #expect(used <= 20, "the paused server used \(used) clock ticks of CPU in one second (spinning?)")
         let pauses = child.standardErrorLines.filter { $0.contains("accept paused") }
         #expect(pauses.count == 1, "the pause should be logged once, not per attempt: \(pauses)")
         #expect(child.process.isRunning, "the server died: \(child.standardError)")

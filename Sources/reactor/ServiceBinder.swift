@@ -1,0 +1,98 @@
+import ReactorCore
+import ReactorFraming
+import ReactorServices
+
+/// Which transports `reactor serve` opens for each service.
+enum Transports {
+    case both, tcpOnly, udpOnly
+
+    var tcp: Bool { self != .udpOnly }
+    var udp: Bool { self != .tcpOnly }
+}
+
+/// Opens the bundled services' TCP listeners and UDP sockets on one reactor, with what
+/// they share: the quotes (TCP and UDP qotd hand them out in turn), the reply guard (one
+/// source's UDP budget covers every service, so serving several does not multiply it),
+/// and the TCP limits.
+final class ServiceBinder {
+    /// How many times a port chosen by the kernel for TCP is tried for UDP before giving up.
+    static let samePortAttempts = 5
+
+    let reactor: Reactor
+    let host: String
+    let transports: Transports
+    let listenerOptions: ListenerOptions
+    let connectionOptions: ConnectionOptions
+    let framing: Framing
+    let maxFrame: Int
+    let quotes: QuoteCursor
+    let replyGuard: ReplyGuard
+    let clock = ServiceClock.system
+
+    init(
+        reactor: Reactor, host: String, transports: Transports, listenerOptions: ListenerOptions,
+        connectionOptions: ConnectionOptions, framing: Framing, maxFrame: Int, quotes: QuoteCursor, replyGuard: ReplyGuard
+    ) {
+        self.reactor = reactor
+        self.host = host
+        self.transports = transports
+        self.listenerOptions = listenerOptions
+        self.connectionOptions = connectionOptions
+        self.framing = framing
+        self.maxFrame = maxFrame
+        self.quotes = quotes
+        self.replyGuard = replyGuard
+    }
+
+    /// Opens `service` on `port` over the chosen transports, TCP first; returns one ready
+    /// line per socket. With port 0 and both transports, UDP takes the port the kernel
+    /// chose for TCP, and a port already taken for UDP means trying again with another.
+    func open(_ service: Service, port: Int) throws(ReactorError) -> [String] {
+        guard transports.tcp else {
+            return [try bindUDP(service, port: port)]
+        }
+        var attempt = 1
+        while true {
+            let listener = try listen(service, port: port)
+            let tcpLine = "listening tcp \(listener.address) \(service.rawValue)"
+            guard transports.udp else { return [tcpLine] }
+            do {
+                return [tcpLine, try bindUDP(service, port: listener.address.port)]
+            } catch {
+                listener.close()
+                guard port == 0, error.code == .addressInUse, attempt < Self.samePortAttempts else { throw error }
+                attempt += 1
+            }
+        }
+    }
+
+    private func listen(_ service: Service, port: Int) throws(ReactorError) -> TCPListener {
+        try reactor.listen(host: host, port: port, options: listenerOptions, connectionOptions: connectionOptions) {
+            [self] _ -> any ConnectionHandler in
+            switch service {
+            case .echo:
+                framing == .raw
+                    ? EchoHandler()
+                    : FramedConnection(framer: framing.makeFramer(maxFrameLength: maxFrame), handler: FramedEchoHandler())
+            case .discard: DiscardHandler()
+            case .daytime: DaytimeHandler(clock: clock)
+            case .qotd: QuoteHandler(cursor: quotes)
+            case .chargen: ChargenHandler()
+            case .time: TimeHandler(clock: clock)
+            }
+        }
+    }
+
+    private func bindUDP(_ service: Service, port: Int) throws(ReactorError) -> String {
+        let handler: any DatagramHandler = switch service {
+        case .echo: EchoDatagramHandler(replyGuard: replyGuard)
+        case .discard: DiscardDatagramHandler()
+        case .daytime: DaytimeDatagramHandler(clock: clock, replyGuard: replyGuard)
+        case .qotd: QuoteDatagramHandler(cursor: quotes, replyGuard: replyGuard)
+        case .chargen: ChargenDatagramHandler(replyGuard: replyGuard)
+        case .time: TimeDatagramHandler(clock: clock, replyGuard: replyGuard)
+        }
+        let socket = try reactor.bindUDP(host: host, port: port, handler: handler)
+        return "listening udp \(socket.localAddress) \(service.rawValue)"
+    }
+}
