@@ -128,11 +128,13 @@ struct OpenFileLimitTests {
         try clients[59].send("waiting\n")
         #expect(clients[59].receiveSome(timeout: .milliseconds(200)).end == .timedOut, "more connections served than descriptors allow?")
 
-        // Not spinning: well under 20% of a core over a second, and one log line, not one per retry.
+        // Not spinning while saturated: under 20% of a core over 2 s (a behavioural check, not
+        // a performance goal: a spinning accept loop takes 100%), and one log line, not one per retry.
+        let ticksPerSecond = sysconf(Int32(_SC_CLK_TCK))
         let before = try child.cpuTicks()
-        usleep(1_000_000)
+        usleep(2_000_000)
         let used = try child.cpuTicks() - before
-        #expect(used <= 20, "the paused server used \(used) clock ticks of CPU in one second (spinning?)")
+        #expect(used < 2 * ticksPerSecond / 5, "the paused server used \(used) clock ticks of CPU in 2 s (spinning?)")
         let pauses = child.standardErrorLines.filter { $0.contains("accept paused") }
         #expect(pauses.count == 1, "the pause should be logged once, not per attempt: \(pauses)")
         #expect(child.process.isRunning, "the server died: \(child.standardError)")
