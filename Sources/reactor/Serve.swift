@@ -84,6 +84,12 @@ struct Serve: ParsableCommand {
     @Option(help: "Seconds to let connections flush on shutdown before aborting them.")
     var shutdownTimeout: Double = 10
 
+    @Option(help: ArgumentHelp(
+        "MiB of output all connections together may hold queued for slow readers.",
+        discussion: "Over it, connections that add output stop reading until it drains to half.",
+        valueName: "mib"))
+    var outputBudget = Reactor.defaultOutputBudget >> 20
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
@@ -109,6 +115,7 @@ struct Serve: ParsableCommand {
         guard maxConnections > 0 else { throw ValidationError("--max-connections must be positive") }
         guard idleTimeout >= 0 else { throw ValidationError("--idle-timeout cannot be negative") }
         guard shutdownTimeout >= 0 else { throw ValidationError("--shutdown-timeout cannot be negative") }
+        guard (1...(1 << 30)).contains(outputBudget) else { throw ValidationError("--output-budget must be from 1 to 2^30 MiB") }
         guard udpRate >= 0, udpRate.isFinite else { throw ValidationError("--udp-rate must be 0 (no limit) or positive, not \(udpRate)") }
         guard udpBurst >= 1 else { throw ValidationError("--udp-burst must be at least 1, not \(udpBurst)") }
         guard (1...(1 << 20)).contains(udpSources) else { throw ValidationError("--udp-sources must be from 1 to 1048576, not \(udpSources)") }
@@ -130,7 +137,7 @@ struct Serve: ParsableCommand {
         raiseOpenFileLimit(logger: logger)
         do {
             let quoteList = try quotes.map { path throws(QuoteListError) in try QuoteList(contentsOfFile: path) } ?? .builtIn
-            let reactor = try Reactor(logger: logger)
+            let reactor = try Reactor(logger: logger, outputBudget: outputBudget << 20)
             var options = ListenerOptions()
             options.maxConnections = maxConnections
             var connectionOptions = ConnectionOptions()
