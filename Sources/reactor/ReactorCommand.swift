@@ -4,7 +4,7 @@ import ArgumentParser
 struct ReactorCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "reactor",
-        abstract: "Serve classic TCP services on a single-threaded libevent reactor.",
+        abstract: "Serve the classic small services over TCP and UDP on a single-threaded libevent reactor.",
         subcommands: [Serve.self]
     )
 }
