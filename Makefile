@@ -1,4 +1,5 @@
-# Quick start: `make demo` (serve echo, drive load through it, report) and `make test`.
+# Quick start: `make demo` (serve echo, drive load through it, report; then every bundled
+# service over TCP and UDP) and `make test`.
 # Both install libevent-dev through apt-get when pkg-config cannot find libevent_core.
 
 SWIFT ?= swift
@@ -22,13 +23,23 @@ build: deps
 release: deps
 	$(SWIFT) build -c release --product reactor
 
+# The services tests and `make demo` talk to the services with real clients: socat and
+# rdate (Debian packages), installed with apt-get when missing.
+.PHONY: tools
+tools:
+	@if ! command -v socat >/dev/null || ! command -v rdate >/dev/null; then \
+		echo "socat or rdate not found: installing them with apt-get"; \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq socat rdate; \
+	fi
+
 # The framing interop tests run Twisted clients: pip's twisted, installed when missing.
-test: deps
+test: deps tools
 	@python3 -c "import twisted" 2>/dev/null || python3 -m pip install --quiet twisted
 	$(SWIFT) build --build-tests
 	$(SWIFT) test
 
-demo: release
+demo: release tools
 	@bash scripts/demo.sh $(REACTOR)
 
 bench: bench-echo bench-framing bench-udp

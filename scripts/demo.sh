@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # make demo: serve echo (raw and line-framed), drive load through it with the C load
-# client, show what happened, and shut the servers down with SIGTERM.
+# client, show what happened, and shut the servers down with SIGTERM; then run every
+# bundled service with `reactor serve all` and ask each one once over TCP and UDP
+# (socat, rdate, python3). Each section is one block below, separated by `== N.` titles.
 # Usage: scripts/demo.sh [REACTOR_BIN]   (run from the repository root)
 # Server start and stop, and reading loadgen's results, come from Benchmarks/lib.sh.
 set -euo pipefail
@@ -9,6 +11,8 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 HERE=$ROOT/Benchmarks
 BENCH=demo
 REACTOR_BIN=${1:-$ROOT/.build/release/reactor}
+# serve all's default: echo on 10007, discard 10009, daytime 10013, qotd 10017, chargen 10019, time 10037.
+SERVICES_OFFSET=10000
 SECONDS_PER_RUN=${DEMO_SECONDS:-3}
 # shellcheck source=../Benchmarks/lib.sh
 source "$HERE/lib.sh"
@@ -17,6 +21,7 @@ server_command() {
     case $1 in
         raw) echo "$REACTOR_BIN serve echo --port 0" ;;
         line) echo "$REACTOR_BIN serve echo --port 0 --framing line" ;;
+        all) echo "$REACTOR_BIN serve all --port-offset $SERVICES_OFFSET" ;;
     esac
 }
 
@@ -85,4 +90,72 @@ PY
 stop line
 
 echo
-echo "More: make test, make bench (docs/performance.md)."
+echo "== 5. the bundled services: reactor serve all, each asked once over TCP and UDP"
+for tool in socat rdate python3; do
+    command -v "$tool" >/dev/null || die "$tool is required for the services demo (make demo installs socat and rdate)"
+done
+# The ports are fixed (offset $SERVICES_OFFSET), so say plainly when something else holds one.
+python3 - "$SERVICES_OFFSET" <<'PY' || die "reactor serve all needs ports $((SERVICES_OFFSET + 7))-$((SERVICES_OFFSET + 37)) free on 127.0.0.1; stop what holds them and rerun"
+import socket, sys
+offset, taken = int(sys.argv[1]), []
+for port in (7, 9, 13, 17, 19, 37):
+    for kind, name in ((socket.SOCK_STREAM, "tcp"), (socket.SOCK_DGRAM, "udp")):
+        with socket.socket(socket.AF_INET, kind) as probe:
+            if kind == socket.SOCK_STREAM:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", offset + port))
+            except OSError:
+                taken.append(f"{offset + port}/{name}")
+if taken:
+    print("  taken:", ", ".join(taken), file=sys.stderr)
+    sys.exit(1)
+PY
+start all
+sed -n '2,$s/^/  /p' "$WORK/all.out"
+show() { sed 's/\r$//; s/^/      /'; }
+tcp() { socat -t 1 -T 2 - "TCP:127.0.0.1:$((SERVICES_OFFSET + $1))"; }
+udp() { socat -t 0.5 -T 2 - "UDP:127.0.0.1:$((SERVICES_OFFSET + $1))"; }
+echo "  echo     tcp:"; printf 'hello over tcp\n' | tcp 7 | show
+echo "           udp:"; printf 'hello over udp\n' | udp 7 | show
+echo "  discard  tcp: $(head -c 100000 /dev/zero | tcp 9 | wc -c) bytes back for 100000 sent"
+echo "           udp: $(printf 'into the void' | udp 9 | wc -c) bytes back"
+echo "  daytime  tcp:"; tcp 13 </dev/null | show
+echo "           udp:"; printf '\n' | udp 13 | show
+echo "  qotd     tcp:"; tcp 17 </dev/null | show
+echo "           udp:"; printf '\n' | udp 17 | show
+echo "  chargen  tcp (first 3 lines of the stream):"
+python3 - "$((SERVICES_OFFSET + 19))" <<'PY' | show
+import socket, sys
+with socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5) as s:
+    data = b""
+    while len(data) < 3 * 74:
+        data += s.recv(4096)
+print(data[:3 * 74].decode("ascii"), end="")
+PY
+printf '\n' | udp 19 >"$WORK/chargen.udp"
+echo "           udp ($(wc -c <"$WORK/chargen.udp") bytes in one datagram; its first 2 lines):"
+head -2 "$WORK/chargen.udp" | show
+echo "  time     tcp: rdate -p says $(TZ=UTC rdate -p -o $((SERVICES_OFFSET + 37)) 127.0.0.1)"
+echo "           udp: rdate -p -u says $(TZ=UTC rdate -p -u -o $((SERVICES_OFFSET + 37)) 127.0.0.1)"
+echo "  the UDP guard: 100 datagrams from one source to echo at once get" \
+    "$(python3 - "$((SERVICES_OFFSET + 7))" <<'PY'
+import socket, sys
+with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    s.settimeout(0.3)
+    for i in range(100):
+        s.sendto(b"x", ("127.0.0.1", int(sys.argv[1])))
+    replies = 0
+    try:
+        while True:
+            s.recv(64)
+            replies += 1
+    except socket.timeout:
+        pass
+print(replies)
+PY
+) replies (burst 40, then 20 per second per source: --udp-rate, --udp-burst)"
+stop all
+
+echo
+echo "More: make test, make bench (docs/performance.md), docs/services.md."
