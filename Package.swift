@@ -16,6 +16,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
     ],
     targets: [
         // The C shim over libevent (headers from libevent-dev; `make` installs it when
@@ -44,12 +45,22 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // The load generator behind `reactor bench`: clients, histograms, reports, the suite.
+        .target(
+            name: "ReactorBench",
+            dependencies: [
+                "ReactorCore",
+                "ReactorFraming",
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ]
+        ),
         .executableTarget(
             name: "reactor",
             dependencies: [
                 "ReactorCore",
                 "ReactorFraming",
                 "ReactorServices",
+                "ReactorBench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -85,6 +96,10 @@ let package = Package(
                 "ReactorTestSupport",
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ]
+        ),
+        .testTarget(
+            name: "ReactorBenchTests",
+            dependencies: ["ReactorBench", "ReactorCore", "ReactorFraming", "ReactorTestSupport"]
         ),
         .testTarget(
             name: "ReactorServicesTests",

@@ -5,6 +5,6 @@ struct ReactorCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "reactor",
         abstract: "Serve the classic small services over TCP and UDP on a single-threaded libevent reactor.",
-        subcommands: [Serve.self]
+        subcommands: [Serve.self, Bench.self]
     )
 }

@@ -1,0 +1,92 @@
+import ReactorCore
+
+/// What one `reactor bench` run does. Every field has a default; ``validate()`` checks
+/// them together.
+public struct BenchOptions: Sendable, Equatable {
+    /// What each client does in a loop.
+    public enum Mode: String, Sendable, CaseIterable {
+        /// Requests over long-lived connections (closed loop, or open loop with a rate).
+        case requests
+        /// Connect, one request, close, again: connections per second.
+        case churn
+        /// Open the connections, one request each, then hold them idle; with a server pid,
+        /// the server's memory per connection.
+        case idle
+    }
+
+    /// The server, `host` and `port`.
+    public var host: String = "127.0.0.1"
+    public var port: Int = 7007
+    /// How requests are framed (and whether over TCP or UDP).
+    public var `protocol`: BenchProtocol = .raw
+    public var mode: Mode = .requests
+    /// Connections (UDP: sockets) in total, spread over the threads.
+    public var connections: Int = 50
+    /// Requests each connection keeps in flight (closed loop), or may have in flight at
+    /// most (open loop).
+    public var depth: Int = 1
+    /// Payload bytes per request.
+    public var size: Int = 64
+    /// Requests per second in total (open loop), or nil for closed loop.
+    public var rate: Double? = nil
+    /// The measured time, after the warmup.
+    public var duration: Duration = .seconds(10)
+    /// Time run before measuring; its requests are not counted.
+    public var warmup: Duration = .seconds(2)
+    /// Reactors, each on its own thread with its share of the connections.
+    public var threads: Int = 1
+    /// How long a connect may take before it counts as an error.
+    public var connectTimeout: Duration = .seconds(2)
+    /// How long a request may wait for its response before it counts as an error (TCP:
+    /// the connection is dropped and reopened; UDP: the datagram counts as lost).
+    public var requestTimeout: Duration = .seconds(2)
+    /// The server's process id: its CPU time and peak memory are then reported.
+    public var serverPID: Int32? = nil
+    /// Seeds the request content.
+    public var seed: UInt64 = 1
+    /// Checks every response against its request byte for byte (the default).
+    public var verify: Bool = true
+
+    /// The defaults.
+    public init() {}
+
+    /// The time the run may take in all before it is cut off: warmup, duration, and
+    /// a grace period for connections to close.
+    public var hardDeadline: Duration { warmup + duration + .seconds(3) }
+
+    /// Checks the options together; the message says what to change.
+    public func validate() throws(BenchError) {
+        func fail(_ message: String) -> BenchError { BenchError(message) }
+        guard (1...65535).contains(port) else { throw fail("the port must be from 1 to 65535, not \(port)") }
+        guard connections > 0 else { throw fail("--connections must be positive") }
+        guard depth > 0 else { throw fail("--depth must be positive") }
+        guard threads > 0, threads <= connections else { throw fail("--threads must be from 1 to --connections (\(connections))") }
+        guard size >= `protocol`.minimumSize else {
+            throw fail("--size must be at least \(`protocol`.minimumSize) for \(`protocol`)")
+        }
+        guard size <= 60_000 else { throw fail("--size must be at most 60000 bytes") }
+        if let rate { guard rate > 0, rate.isFinite else { throw fail("--rate must be positive") } }
+        guard duration > .zero else { throw fail("--duration must be positive") }
+        guard warmup >= .zero else { throw fail("--warmup cannot be negative") }
+        guard connectTimeout > .zero, requestTimeout > .zero else { throw fail("timeouts must be positive") }
+        if mode != .requests {
+            guard `protocol`.isStream else { throw fail("--mode \(mode) needs a TCP protocol, not udp") }
+            guard rate == nil else { throw fail("--rate applies to --mode requests only") }
+        }
+    }
+}
+
+extension Duration {
+    /// The duration in whole nanoseconds (negative durations give 0).
+    var nanoseconds: UInt64 {
+        let (seconds, attoseconds) = components
+        guard seconds >= 0 else { return 0 }
+        return UInt64(seconds) &* 1_000_000_000 &+ UInt64(attoseconds / 1_000_000_000)
+    }
+
+    /// The duration in seconds.
+    var seconds: Double {
+        let (seconds, attoseconds) = components
+        return Double(seconds) + Double(attoseconds) / 1e18
+    }
+}

@@ -1,0 +1,158 @@
+import Dispatch
+import Foundation
+import Logging
+import ReactorCore
+import Synchronization
+
+/// Runs one benchmark: starts a reactor per thread with its share of the clients, reports
+/// progress once a second, and gathers the figures. The run ends at its deadline whatever
+/// the server does: the workers stop their clients at the end of the measured window, and
+/// a worker that has not reported a little after that is stopped from outside.
+public enum BenchRunner {
+    /// Runs `options` and returns what it measured. `progress` is called on the calling
+    /// thread about once a second.
+    public static func run(
+        _ options: BenchOptions, progress: ((ProgressSnapshot) -> Void)? = nil
+    ) throws(BenchError) -> BenchResult {
+        try options.validate()
+        let address: SocketAddress
+        do {
+            address = try SocketAddress.resolve(host: options.host, port: options.port)[0]
+        } catch {
+            throw BenchError("cannot resolve \(options.host): \(error)")
+        }
+        let rssBefore = options.serverPID.flatMap { ProcessStats.memoryKiB(pid: $0, field: "VmRSS") }
+        let schedule = RunSchedule(start: monotonicNanoseconds() + 100_000_000, warmup: options.warmup, duration: options.duration)
+        let results = Mutex<[WorkerResult]>([])
+        let done = DispatchSemaphore(value: 0)
+        var threads: [(ReactorThread, WorkerProgress)] = []
+        // Each worker is kept until its thread has ended: clients refer to it without
+        // counting, up to the last callback of the reactor's teardown.
+        var keepAlive: [WorkerHolder] = []
+        defer { withExtendedLifetime(keepAlive) {} }
+        var logger = Logger(label: "reactor-bench")
+        logger.logLevel = .critical
+        for thread in 0..<options.threads {
+            let share = clientRange(thread: thread, of: options.threads, connections: options.connections)
+            let progressBox = WorkerProgress()
+            do {
+                let (reactorThread, holder) = try ReactorThread.start(name: "bench-\(thread)", logger: logger) { reactor in
+                    let worker = BenchWorker(
+                        reactor: reactor, options: options, address: address, schedule: schedule, progress: progressBox
+                    ) { result in
+                        results.withLock { $0.append(result) }
+                        done.signal()
+                    }
+                    worker.start(clientIndices: share)
+                    return WorkerHolder(worker)
+                }
+                threads.append((reactorThread, progressBox))
+                keepAlive.append(holder)
+            } catch {
+                for (started, _) in threads { started.stop() }
+                throw BenchError("cannot start a reactor thread: \(error)")
+            }
+        }
+
+        // Measured-window samples of CPU, taken as close to its edges as a sleeping thread can.
+        sleep(until: schedule.measureStart)
+        let clientCPUStart = ProcessStats.ownCPUSeconds()
+        let serverCPUStart = options.serverPID.flatMap { ProcessStats.cpuSeconds(pid: $0) }
+        reportProgress(until: schedule.end, schedule: schedule, threads: threads.map(\.1), progress: progress)
+        let clientCPU = ProcessStats.ownCPUSeconds() - clientCPUStart
+        let serverCPUEnd = options.serverPID.flatMap { ProcessStats.cpuSeconds(pid: $0) }
+        let peakRSS = options.serverPID.flatMap { ProcessStats.memoryKiB(pid: $0, field: "VmHWM") }
+        let rssAtEnd = options.serverPID.flatMap { ProcessStats.memoryKiB(pid: $0, field: "VmRSS") }
+
+        // The hard deadline: workers report at the end of the window; one that has not
+        // within a few seconds is stopped without its figures.
+        let cutoff = DispatchTime.now() + .seconds(3)
+        var reported = 0
+        while reported < threads.count, done.wait(timeout: cutoff) == .success { reported += 1 }
+        for (thread, _) in threads { thread.stop() }
+
+        var merged = WorkerResult(
+            requests: 0, sent: 0, inFlightAtEnd: 0, answeredAfterEnd: 0, responseBytes: 0, errors: ErrorCounts(), warmupErrors: ErrorCounts(),
+            latency: LatencyRecorder(highestTrackable: (options.hardDeadline + .seconds(60)).nanoseconds), openConnections: 0)
+        for result in results.withLock({ $0 }) {
+            merged.requests += result.requests
+            merged.sent += result.sent
+            merged.inFlightAtEnd += result.inFlightAtEnd
+            merged.answeredAfterEnd += result.answeredAfterEnd
+            merged.responseBytes += result.responseBytes
+            merged.errors.add(result.errors)
+            merged.warmupErrors.add(result.warmupErrors)
+            merged.latency.add(result.latency)
+            merged.openConnections += result.openConnections
+        }
+        let seconds = options.duration.seconds
+        let corrected = LatencySummary(merged.latency.corrected)
+        var result = BenchResult(
+            target: "\(options.host):\(options.port)", protocol: options.protocol, mode: options.mode,
+            connections: options.connections, depth: options.depth, size: options.size, rate: options.rate,
+            threads: options.threads, durationSeconds: seconds, warmupSeconds: options.warmup.seconds,
+            requests: merged.requests, sent: merged.sent, inFlightAtEnd: merged.inFlightAtEnd,
+            answeredAfterEnd: merged.answeredAfterEnd,
+            errors: merged.errors, warmupErrors: merged.warmupErrors,
+            rps: Double(merged.requests) / seconds, bytesPerSecond: Double(merged.responseBytes) / seconds,
+            latency: corrected,
+            latencyUncorrected: options.rate == nil ? corrected : LatencySummary(merged.latency.uncorrected),
+            clientCPUSeconds: clientCPU, clientCPUs: ProcessStats.allowedCPUCount(),
+            serverCPUSeconds: serverCPUStart.flatMap { start in serverCPUEnd.map { $0 - start } },
+            serverPeakRSSKiB: peakRSS)
+        if options.mode == .idle {
+            result.idleConnections = merged.openConnections
+            if let rssBefore, let rssAtEnd, merged.openConnections > 0 {
+                result.serverRSSPerConnectionBytes = Double(rssAtEnd - rssBefore) * 1024 / Double(merged.openConnections)
+            }
+        }
+        return result
+    }
+
+    /// Carries a worker out of its thread only to keep it alive; never used there.
+    private final class WorkerHolder: @unchecked Sendable {
+        let worker: BenchWorker
+        init(_ worker: BenchWorker) { self.worker = worker }
+    }
+
+    /// The clients thread `thread` of `count` runs: an even split, the first threads
+    /// taking one more when it does not divide.
+    static func clientRange(thread: Int, of count: Int, connections: Int) -> Range<Int> {
+        let base = connections / count
+        let extra = connections % count
+        let start = thread * base + Swift.min(thread, extra)
+        return start..<(start + base + (thread < extra ? 1 : 0))
+    }
+
+    private static func sleep(until deadline: UInt64) {
+        let now = monotonicNanoseconds()
+        guard deadline > now else { return }
+        var request = timespec(tv_sec: Int((deadline - now) / 1_000_000_000), tv_nsec: Int((deadline - now) % 1_000_000_000))
+        var remaining = timespec()
+        while nanosleep(&request, &remaining) != 0, errno == EINTR { request = remaining }
+    }
+
+    /// Sleeps to `end`, waking once a second to sum the workers' progress.
+    private static func reportProgress(
+        until end: UInt64, schedule: RunSchedule, threads: [WorkerProgress], progress: ((ProgressSnapshot) -> Void)?
+    ) {
+        var lastRequests = 0
+        var lastTime = monotonicNanoseconds()
+        while true {
+            let now = monotonicNanoseconds()
+            guard now < end else { return }
+            sleep(until: Swift.min(end, now + 1_000_000_000))
+            guard let progress else { continue }
+            let time = monotonicNanoseconds()
+            let requests = threads.reduce(0) { $0 + $1.requests.load(ordering: .relaxed) }
+            progress(ProgressSnapshot(
+                elapsed: Double(time - schedule.start) / 1e9, warmingUp: time < schedule.measureStart,
+                requests: requests, rate: Double(requests - lastRequests) / (Double(time - lastTime) / 1e9),
+                p99: Double(threads.map { $0.p99.load(ordering: .relaxed) }.max() ?? 0) / 1000,
+                errors: threads.reduce(0) { $0 + $1.errors.load(ordering: .relaxed) },
+                openConnections: threads.reduce(0) { $0 + $1.openConnections.load(ordering: .relaxed) }))
+            lastRequests = requests
+            lastTime = time
+        }
+    }
+}

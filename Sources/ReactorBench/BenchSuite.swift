@@ -1,0 +1,188 @@
+import Foundation
+
+/// `reactor bench suite`: every scenario against every target, one after the other, with
+/// the reports written to a folder.
+public struct BenchSuite {
+    /// What to run and where to write.
+    public struct Configuration: Sendable {
+        public var targets: [SuiteTarget] = []
+        /// The target the ratios are against (default: the first).
+        public var baseline: String?
+        public var scenarios: [SuiteScenario] = SuiteScenario.all
+        public var outputFolder: String = "bench-results"
+        /// Seconds measured per scenario, and warmup.
+        public var duration: Duration = .seconds(5)
+        public var warmup: Duration = .seconds(1)
+        /// CPUs for spawned servers (taskset) and for this client; nil leaves them unpinned.
+        public var serverCPUs: String? = "0"
+        public var clientCPUs: String? = "1"
+        /// The command line, for the report.
+        public var commandLine: String = ""
+
+        /// The defaults.
+        public init() {}
+    }
+
+    /// One cell of the table: a target's run of a scenario, or why there is none.
+    public struct Outcome: Sendable {
+        public var target: String
+        public var scenario: SuiteScenario
+        public var result: BenchResult?
+        public var note: String?
+    }
+
+    public let configuration: Configuration
+    private let log: (String) -> Void
+
+    /// A suite; `log` hears a line per step (stderr in the command).
+    public init(_ configuration: Configuration, log: @escaping (String) -> Void) {
+        self.configuration = configuration
+        self.log = log
+    }
+
+    /// Runs everything, writes the reports, and returns the outcomes.
+    public func run() throws(BenchError) -> [Outcome] {
+        guard !configuration.targets.isEmpty else { throw BenchError("no targets: give --target or --spawn") }
+        let names = configuration.targets.map(\.name)
+        guard Set(names).count == names.count else { throw BenchError("target names must differ: \(names.joined(separator: ", "))") }
+        if let baseline = configuration.baseline, !names.contains(baseline) {
+            throw BenchError("--baseline \(baseline) is not a target (\(names.joined(separator: ", ")))")
+        }
+        if let cpus = configuration.clientCPUs {
+            guard let list = ProcessStats.parseCPUList(cpus) else { throw BenchError("bad client CPU list '\(cpus)'") }
+            try ProcessStats.pin(to: list)
+        }
+        var outcomes: [Outcome] = []
+        for target in configuration.targets {
+            outcomes += try run(target)
+        }
+        try SuiteReport(configuration: configuration, outcomes: outcomes).write()
+        return outcomes
+    }
+
+    private func run(_ target: SuiteTarget) throws(BenchError) -> [Outcome] {
+        var outcomes: [Outcome] = []
+        var shared: (SpawnedServer, SuiteTarget)?
+        defer { shared?.0.stop() }
+        if target.isSpawned, !target.startsPerScenario {
+            shared = try spawn(target, framing: nil)
+        }
+        for scenario in configuration.scenarios {
+            var server: SpawnedServer?
+            var running = shared?.1 ?? target
+            if target.startsPerScenario {
+                do {
+                    let (started, resolved) = try spawn(target, framing: scenario.framing)
+                    server = started
+                    running = resolved
+                } catch {
+                    outcomes.append(Outcome(target: target.name, scenario: scenario, note: error.message))
+                    log("\(target.name) \(scenario.name): skipped: \(error.message)")
+                    continue
+                }
+            }
+            let outcome = run(scenario, on: running, server: server ?? shared?.0)
+            server?.stop()
+            if let note = outcome.note { log("\(target.name) \(scenario.name): \(outcome.result == nil ? "skipped: " : "")\(note)") }
+            if let result = outcome.result {
+                log("\(target.name) \(scenario.name): \(summaryLine(scenario, result))")
+                try BenchFiles.write(result.json, to: "\(configuration.outputFolder)/\(target.name)-\(scenario.name).json")
+            }
+            outcomes.append(outcome)
+        }
+        return outcomes
+    }
+
+    private func run(_ scenario: SuiteScenario, on target: SuiteTarget, server: SpawnedServer?) -> Outcome {
+        var outcome = Outcome(target: target.name, scenario: scenario)
+        if scenario.needsServerPID, target.pid == nil {
+            outcome.note = "needs the server's pid (give --target \(target.name)=HOST:PORT,pid=PID, or --spawn)"
+            return outcome
+        }
+        var port = target.port
+        if let server {
+            // A server may listen on TCP, UDP or both, each announced on its own line.
+            port = server.waitForListening(transport: scenario.transport, timeout: .seconds(2))
+            guard port != nil else {
+                outcome.note = "the server printed no 'listening \(scenario.transport)' line"
+                return outcome
+            }
+        }
+        guard let port else {
+            outcome.note = "no port"
+            return outcome
+        }
+        var options = scenario.template
+        options.host = target.host
+        options.port = port
+        options.serverPID = target.pid
+
+        // A short probe first: a target that cannot speak the scenario's protocol (a
+        // line-only peer asked for int32, a TCP-only one for UDP) is skipped, not failed.
+        var probe = options
+        probe.mode = .requests
+        probe.connections = 1
+        probe.depth = 1
+        probe.threads = 1
+        probe.warmup = .zero
+        probe.duration = .milliseconds(500)
+        probe.requestTimeout = .milliseconds(400)
+        probe.connectTimeout = .seconds(1)
+        probe.serverPID = nil
+        log("\(target.name) \(scenario.name): probing \(options.protocol)")
+        do {
+            let answer = try BenchRunner.run(probe)
+            guard answer.requests > 0, answer.errors.total == 0 else {
+                let kinds = answer.errors.nonZero.map { "\($0.name) \($0.count)" }.joined(separator: ", ")
+                outcome.note = "does not answer \(options.protocol) requests correctly (probe: \(answer.requests) verified"
+                    + (kinds.isEmpty ? ")" : ", \(kinds))")
+                return outcome
+            }
+        } catch {
+            outcome.note = "probe failed: \(error.message)"
+            return outcome
+        }
+        options.duration = configuration.duration
+        options.warmup = configuration.warmup
+        if scenario.metric == .bytesPerConnection {
+            // Enough time to open every connection before the memory is read.
+            options.warmup = Swift.max(configuration.warmup, .seconds(3))
+            options.connectTimeout = .seconds(5)
+        }
+        log("\(target.name) \(scenario.name): running \(configuration.duration) after \(options.warmup) warmup")
+        do {
+            let result = try BenchRunner.run(options)
+            outcome.result = result
+            if result.errors.total > 0 { outcome.note = "\(result.errors.total) errors" }
+            if result.clientMayBeBottleneck { outcome.note = [outcome.note, "client CPU \(Int(result.clientCPUShare * 100)) %: client-bound"].compactMap { $0 }.joined(separator: "; ") }
+        } catch {
+            outcome.note = error.message
+        }
+        return outcome
+    }
+
+    private func spawn(_ target: SuiteTarget, framing: String?) throws(BenchError) -> (SpawnedServer, SuiteTarget) {
+        guard let template = target.command, let port = SpawnedServer.freePort() else {
+            throw BenchError("\(target.name): no free port")
+        }
+        var command = template.replacingOccurrences(of: "{port}", with: String(port))
+        if let framing { command = command.replacingOccurrences(of: "{framing}", with: framing) }
+        let log = "\(configuration.outputFolder)/\(target.name)\(framing.map { "-\($0)" } ?? "").log"
+        try BenchFiles.write("", to: log)
+        let server = try SpawnedServer(command: command, cpus: configuration.serverCPUs, log: log)
+        self.log("\(target.name): started \(server.command) (pid \(server.pid))")
+        guard let listening = server.waitForListening(transport: nil, timeout: .seconds(20)) else {
+            server.stop()
+            throw BenchError("\(target.name): no 'listening' line within 20 s from '\(server.command)' (see \(log))")
+        }
+        var resolved = target
+        resolved.port = listening
+        resolved.pid = server.pid
+        return (server, resolved)
+    }
+
+    private func summaryLine(_ scenario: SuiteScenario, _ result: BenchResult) -> String {
+        let value = scenario.value(of: result).map { BenchSummary.number($0) } ?? "-"
+        return "\(value) \(scenario.metric.label), p99 \(result.latency.p99) µs, errors \(result.errors.total)"
+    }
+}

@@ -1,0 +1,239 @@
+import ArgumentParser
+import Foundation
+import Logging
+import ReactorBench
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure a request/response server's throughput and latency (docs/bench.md).",
+        discussion: """
+            `reactor bench HOST:PORT [options]` runs one benchmark (the `run` subcommand is the \
+            default); `reactor bench suite` runs the side-by-side scenarios against named targets.
+            """,
+        subcommands: [BenchRun.self, BenchSuiteCommand.self],
+        defaultSubcommand: BenchRun.self
+    )
+}
+
+struct BenchRun: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Load one server and report throughput, latency percentiles, CPU and errors.",
+        discussion: """
+            Closed loop by default: every connection keeps --depth requests in flight. With \
+            --rate, open loop: requests leave on a fixed schedule and latency counts from each \
+            request's intended send time (corrected for coordinated omission); the uncorrected \
+            figure is shown beside it. Every response is checked byte for byte against its \
+            request. Progress goes to stderr once a second, the summary to stdout.
+            """
+    )
+
+    @Argument(help: "The server, HOST:PORT (IPv6 as [ADDR]:PORT).")
+    var target: String
+
+    @Option(name: .customLong("protocol"), help: "raw, line, crlf, int32, netstring or udp.")
+    var benchProtocol: BenchProtocol = .raw
+
+    @Option(help: "requests (the default), churn (connect, one request, close), or idle (hold connections).")
+    var mode: BenchOptions.Mode = .requests
+
+    @Option(help: "Connections (UDP: sockets) in total.")
+    var connections = 50
+
+    @Option(help: "Requests in flight per connection (open loop: at most).")
+    var depth = 1
+
+    @Option(help: "Payload bytes per request.")
+    var size = 64
+
+    @Option(help: "Open loop: requests per second in total, at constant intervals.")
+    var rate: Double?
+
+    @Option(help: "Seconds measured.")
+    var duration: Double = 10
+
+    @Option(help: "Seconds run first and not counted.")
+    var warmup: Double = 2
+
+    @Option(help: "Reactors, each on its own thread.")
+    var threads = 1
+
+    @Option(help: "Seconds a connect may take before it counts as an error.")
+    var connectTimeout: Double = 2
+
+    @Option(help: "Seconds a request may wait for its response before it counts as an error.")
+    var requestTimeout: Double = 2
+
+    @Option(help: "The server's process id: report its CPU time and peak memory from /proc.")
+    var serverPid: Int32?
+
+    @Option(help: "Pin the client to these CPUs (e.g. 1 or 2-3).")
+    var cpus: String?
+
+    @Option(help: "Write the figures as JSON to this file.")
+    var json: String?
+
+    @Flag(help: "No progress lines on stderr.")
+    var quiet = false
+
+    func validate() throws {
+        guard endpoint != nil else { throw ValidationError("the target must be HOST:PORT, not '\(target)'") }
+        if let cpus, ProcessStats.parseCPUList(cpus) == nil { throw ValidationError("--cpus must be a list like 1 or 0,2-3") }
+        do {
+            try options.validate()
+        } catch {
+            throw ValidationError(error.message)
+        }
+    }
+
+    private var endpoint: (host: String, port: Int)? { BenchTarget.parseEndpoint(target) }
+
+    private var options: BenchOptions {
+        var options = BenchOptions()
+        options.host = endpoint?.host ?? ""
+        options.port = endpoint?.port ?? 0
+        options.protocol = benchProtocol
+        options.mode = mode
+        options.connections = connections
+        options.depth = depth
+        options.size = size
+        options.rate = rate
+        options.duration = .milliseconds(Int64(duration * 1000))
+        options.warmup = .milliseconds(Int64(warmup * 1000))
+        options.threads = threads
+        options.connectTimeout = .milliseconds(Int64(connectTimeout * 1000))
+        options.requestTimeout = .milliseconds(Int64(requestTimeout * 1000))
+        options.serverPID = serverPid
+        return options
+    }
+
+    func run() throws {
+        raiseOpenFileLimit(logger: Logger(label: "reactor-bench"))
+        do {
+            if let cpus { try ProcessStats.pin(to: ProcessStats.parseCPUList(cpus)!) }
+            let progress = ProgressPrinter(enabled: !quiet)
+            let result = try BenchRunner.run(options) { progress.show($0) }
+            progress.finish()
+            print(BenchSummary.text(result))
+            if let json { try BenchFiles.write(result.json, to: json) }
+        } catch {
+            throw CommandFailure(message: error.description)
+        }
+    }
+}
+
+/// Progress on stderr: one line rewritten in place on a terminal, a line per second otherwise.
+final class ProgressPrinter {
+    private let enabled: Bool
+    private let isTerminal = isatty(STDERR_FILENO) == 1
+    private var wroteInPlace = false
+
+    init(enabled: Bool) { self.enabled = enabled }
+
+    func show(_ snapshot: ProgressSnapshot) {
+        guard enabled else { return }
+        let line = BenchSummary.progressLine(snapshot)
+        if isTerminal {
+            FileHandle.standardError.write(Data(("\r\u{1B}[K" + line).utf8))
+            wroteInPlace = true
+        } else {
+            FileHandle.standardError.write(Data((line + "\n").utf8))
+        }
+    }
+
+    func finish() {
+        if wroteInPlace { FileHandle.standardError.write(Data("\n".utf8)) }
+        wroteInPlace = false
+    }
+}
+
+extension BenchProtocol: ExpressibleByArgument {}
+extension BenchOptions.Mode: ExpressibleByArgument {}
+
+struct BenchSuiteCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "suite",
+        abstract: "Run the side-by-side scenarios against named targets; write tables, charts and JSON.",
+        discussion: """
+            Scenarios: \(SuiteScenario.all.map(\.name).joined(separator: ", ")). Each target gets \
+            a short probe per scenario first; a target that does not answer the scenario's \
+            protocol correctly is skipped with a note. Spawned servers run under `taskset -c \
+            SERVER-CPUS` when taskset exists; the client pins itself to CLIENT-CPUS. Writes \
+            OUT/README.md (a table per scenario, ratios against the baseline), OUT/SCENARIO.svg \
+            and OUT/TARGET-SCENARIO.json.
+            """
+    )
+
+    @Option(name: .customLong("target"), help: ArgumentHelp(
+        "A running server: NAME=HOST:PORT[,pid=PID] (the pid enables CPU and memory figures).", valueName: "spec"))
+    var targets: [String] = []
+
+    @Option(name: .customLong("spawn"), help: ArgumentHelp(
+        "A server to start: NAME='command with {port}'; with {framing} in it, one server per scenario started with raw, line or int32.",
+        valueName: "spec"))
+    var spawns: [String] = []
+
+    @Option(help: "The target ratios are taken against (default: the first).")
+    var baseline: String?
+
+    @Option(help: "Comma-separated subset of the scenarios.")
+    var scenarios: String?
+
+    @Option(help: "The folder for README.md, the SVG charts and the JSON files.")
+    var out = "bench-results"
+
+    @Option(help: "Seconds measured per scenario.")
+    var duration: Double = 5
+
+    @Option(help: "Seconds of warmup per scenario (idle memory takes at least 3).")
+    var warmup: Double = 1
+
+    @Option(help: "CPUs for spawned servers (taskset -c); 'none' to leave them unpinned.")
+    var serverCpus = "0"
+
+    @Option(help: "CPUs for this client; 'none' to leave it unpinned.")
+    var clientCpus = "1"
+
+    func validate() throws {
+        guard !targets.isEmpty || !spawns.isEmpty else { throw ValidationError("give at least one --target or --spawn") }
+        guard duration > 0, warmup >= 0 else { throw ValidationError("--duration must be positive and --warmup not negative") }
+        for cpus in [serverCpus, clientCpus] where cpus != "none" {
+            guard ProcessStats.parseCPUList(cpus) != nil else { throw ValidationError("bad CPU list '\(cpus)'") }
+        }
+        if let scenarios {
+            for name in scenarios.split(separator: ",") where SuiteScenario.named(String(name)) == nil {
+                throw ValidationError("unknown scenario '\(name)'; known: \(SuiteScenario.all.map(\.name).joined(separator: ", "))")
+            }
+        }
+    }
+
+    func run() throws {
+        raiseOpenFileLimit(logger: Logger(label: "reactor-bench"))
+        do {
+            var configuration = BenchSuite.Configuration()
+            configuration.targets = try targets.map { spec throws(BenchError) in try SuiteTarget.parseTarget(spec) }
+                + spawns.map { spec throws(BenchError) in try SuiteTarget.parseSpawn(spec) }
+            configuration.baseline = baseline
+            if let scenarios {
+                configuration.scenarios = scenarios.split(separator: ",").compactMap { SuiteScenario.named(String($0)) }
+            }
+            configuration.outputFolder = out
+            configuration.duration = .milliseconds(Int64(duration * 1000))
+            configuration.warmup = .milliseconds(Int64(warmup * 1000))
+            configuration.serverCPUs = serverCpus == "none" ? nil : serverCpus
+            configuration.clientCPUs = clientCpus == "none" ? nil : clientCpus
+            configuration.commandLine = CommandLine.arguments.map { $0.contains(" ") ? "'\($0)'" : $0 }.joined(separator: " ")
+            let suite = BenchSuite(configuration) { line in
+                FileHandle.standardError.write(Data(("suite: " + line + "\n").utf8))
+            }
+            _ = try suite.run()
+            print(try String(contentsOfFile: "\(out)/README.md", encoding: .utf8))
+        } catch let error as BenchError {
+            throw CommandFailure(message: error.message)
+        }
+    }
+}
