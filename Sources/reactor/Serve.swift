@@ -146,19 +146,26 @@ struct Serve: ParsableCommand {
             guardOptions.repliesPerSecond = udpRate
             guardOptions.burst = udpBurst
             guardOptions.maxTrackedSources = udpSources
+            let replyGuard = try ReplyGuard(guardOptions)
             let binder = ServiceBinder(
                 reactor: reactor, host: host, transports: transports, listenerOptions: options,
                 connectionOptions: connectionOptions, framing: framing, maxFrame: maxFrame,
-                quotes: QuoteCursor(quoteList), replyGuard: try ReplyGuard(guardOptions))
+                quotes: QuoteCursor(quoteList), replyGuard: replyGuard)
             var lines: [String] = []
             for single in service.services {
                 let port = service == .all ? offset + single.wellKnownPort : port ?? single.defaultPort
                 lines += try binder.open(single, port: port)
             }
             let timeout = Duration.milliseconds(Int64(shutdownTimeout * 1000))
+            let servesUDP = transports.udp
             for signal in [SIGINT, SIGTERM] {
                 try reactor.onSignal(signal) {
                     logger.info("shutting down: \(reactor.connectionCount) connection(s) open")
+                    if servesUDP {
+                        let counters = replyGuard.counters
+                        logger.info(
+                            "UDP replies: \(counters.allowed) allowed, \(counters.refusedSourcePort) refused for their source port, \(counters.rateLimited) rate-limited, \(counters.evictedSources) sources evicted")
+                    }
                     reactor.shutdownGracefully(timeout: timeout)
                 }
             }

@@ -96,7 +96,10 @@ struct ServeCommandTests {
             expectReply(service, reply?.bytes)
         }
         await served.stop()
-        #expect(served.child.standardErrorLines.allSatisfy { $0.contains("shutting down") }, "\(served.child.standardError)")
+        let log = served.child.standardErrorLines
+        #expect(log.count == 2 && log[0].contains("shutting down"), "\(log)")
+        let allowed = service == "discard" ? 0 : 1
+        #expect(log.last?.contains("UDP replies: \(allowed) allowed, 0 refused for their source port, 0 rate-limited, 0 sources evicted") == true, "\(log)")
     }
 
     @Test("--tcp-only and --udp-only open one socket each")
