@@ -19,7 +19,7 @@
  *       "open=N", holds them for HOLD seconds or until SIGINT/SIGTERM, closes them.
  *
  *   loadgen udp --port P [--sockets 8] [--depth 32] [--size 64] [--timeout-ms 200]
- *               [--gso 0|1] [--duration 5] [--warmup 1]
+ *               [--gso 0|1] [--gro 0|1] [--duration 5] [--warmup 1]
  *       UDP echo: SOCKETS connected datagram sockets, each keeping DEPTH datagrams of
  *       SIZE bytes (at least 8: each starts with its 8-byte sequence number) in
  *       flight, sent and received in batches (sendmmsg/recvmmsg) so the client costs
@@ -28,6 +28,8 @@
  *       loss never stalls the run; an echo that comes after that counts as late.
  *       --gso 1 hands each batch to the kernel as one UDP_SEGMENT send (the server
  *       still gets separate datagrams; the client spends a little less per datagram).
+ *       --gro 1 sets UDP_GRO on the client sockets: a run of echoes the server sent as
+ *       one UDP_SEGMENT message stays one message on loopback (each echo still checked).
  *       Reports datagrams=N rps=R (datagrams/s), lost=, late=, loss_pct=.
  *
  * Every byte received is checked against what was sent. Any failed connection, early
@@ -95,7 +97,7 @@ static const char *host = "127.0.0.1", *port;
 static long connections = -1, size = -1, depth = -1, batch = 256, server_pid = 0;
 static double duration = 5, warmup = 1, hold = 10, connect_timeout = 20, deadline = 0;
 static double timeout_ms = 200;
-static bool gso;
+static bool gso, gro;
 
 /* Run state. */
 static struct conn *conns;
@@ -415,7 +417,10 @@ struct udp_socket {
 };
 
 static struct udp_socket *usocks;
-static char *udp_rbuf; /* UDP_BATCH receive buffers of SIZE + 1 bytes (one more shows a long echo) */
+/* UDP_BATCH receive buffers of udp_rbuf_size bytes: SIZE + 1 (one more shows a long
+ * echo), or 64 KiB with --gro 1 (a run of echoes in one message). */
+static char *udp_rbuf;
+static size_t udp_rbuf_size;
 static uint64_t udp_lost, udp_late;
 
 /* The bytes of datagram `seq` of socket `u` after its sequence number. */
@@ -493,16 +498,62 @@ static void udp_flush(struct udp_socket *u) {
     udp_set_out(u, u->q_len > 0);
 }
 
+/* Checks one echo, `len` bytes at `d`, against what was sent, and refills its place. */
+static void udp_echoed(struct udp_socket *u, const char *d, size_t len, uint64_t now) {
+    long id = (long)(u - usocks);
+    if (len != msg_len)
+        fail("udp socket %ld: a %zu-byte echo of a %zu-byte datagram", id, len, msg_len);
+    uint64_t seq;
+    memcpy(&seq, d, 8);
+    uint32_t place = (uint32_t)(seq % (uint64_t)depth);
+    struct udp_slot *slot = &u->slots[place];
+    if (seq > slot->seq || (seq == slot->seq && slot->sent_ns == 0))
+        fail("udp socket %ld: echo of datagram %llu, which was never sent", id, (unsigned long long)seq);
+    if (memcmp(d + 8, udp_body(u, seq), msg_len - 8) != 0)
+        fail("udp socket %ld: echoed bytes of datagram %llu differ from those sent", id, (unsigned long long)seq);
+    if (seq < slot->seq) { /* already counted lost and replaced */
+        if (in_window) udp_late++;
+        return;
+    }
+    if (in_window) {
+        window_count++;
+        hist_record(now - slot->sent_ns);
+    }
+    slot->seq += (uint64_t)depth;
+    udp_queue(u, place);
+}
+
+/* The segment size the kernel gives with a coalesced (UDP_GRO) receive, or 0. */
+static size_t gro_segment(struct msghdr *mh) {
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(mh); cm; cm = CMSG_NXTHDR(mh, cm)) {
+        if (cm->cmsg_level == SOL_UDP && cm->cmsg_type == UDP_GRO) {
+            uint16_t segment;
+            memcpy(&segment, CMSG_DATA(cm), sizeof segment);
+            return segment;
+        }
+    }
+    return 0;
+}
+
 /* Takes the echoes waiting on `u` (at most UDP_READS batches), checks each against
- * what was sent, refills their places and sends the refills in one go. */
+ * what was sent, refills their places and sends the refills in one go. With --gro 1 a
+ * message may hold a run of echoes the kernel kept together (UDP_GRO), each SIZE
+ * bytes. */
 static void udp_receive(struct udp_socket *u) {
     struct mmsghdr msgs[UDP_BATCH];
     struct iovec iov[UDP_BATCH];
-    long id = (long)(u - usocks);
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } control[UDP_BATCH];
     for (int reads = 0; reads < UDP_READS; reads++) {
         for (unsigned k = 0; k < UDP_BATCH; k++) {
-            iov[k] = (struct iovec){.iov_base = udp_rbuf + k * (msg_len + 1), .iov_len = msg_len + 1};
+            iov[k] = (struct iovec){.iov_base = udp_rbuf + k * udp_rbuf_size, .iov_len = udp_rbuf_size};
             msgs[k] = (struct mmsghdr){.msg_hdr = {.msg_iov = &iov[k], .msg_iovlen = 1}};
+            if (gro) {
+                msgs[k].msg_hdr.msg_control = control[k].buf;
+                msgs[k].msg_hdr.msg_controllen = sizeof control[k].buf;
+            }
         }
         int n = recvmmsg(u->fd, msgs, UDP_BATCH, MSG_DONTWAIT, NULL);
         if (n < 0) {
@@ -513,28 +564,13 @@ static void udp_receive(struct udp_socket *u) {
         uint64_t now = now_ns();
         for (int k = 0; k < n; k++) {
             const char *d = iov[k].iov_base;
-            if (msgs[k].msg_len != msg_len || (msgs[k].msg_hdr.msg_flags & MSG_TRUNC))
-                fail("udp socket %ld: a %s-byte echo of a %zu-byte datagram", id,
-                     msgs[k].msg_len > msg_len ? "longer" : "shorter", msg_len);
-            uint64_t seq;
-            memcpy(&seq, d, 8);
-            uint32_t place = (uint32_t)(seq % (uint64_t)depth);
-            struct udp_slot *slot = &u->slots[place];
-            if (seq > slot->seq || (seq == slot->seq && slot->sent_ns == 0))
-                fail("udp socket %ld: echo of datagram %llu, which was never sent", id, (unsigned long long)seq);
-            if (memcmp(d + 8, udp_body(u, seq), msg_len - 8) != 0)
-                fail("udp socket %ld: echoed bytes of datagram %llu differ from those sent", id,
-                     (unsigned long long)seq);
-            if (seq < slot->seq) { /* already counted lost and replaced */
-                if (in_window) udp_late++;
-                continue;
-            }
-            if (in_window) {
-                window_count++;
-                hist_record(now - slot->sent_ns);
-            }
-            slot->seq += (uint64_t)depth;
-            udp_queue(u, place);
+            size_t len = msgs[k].msg_len;
+            if (msgs[k].msg_hdr.msg_flags & MSG_TRUNC)
+                fail("udp socket %ld: an echo longer than %zu bytes", (long)(u - usocks), udp_rbuf_size);
+            size_t segment = gro ? gro_segment(&msgs[k].msg_hdr) : 0;
+            if (segment == 0) segment = len;
+            for (size_t at = 0; at < len; at += segment)
+                udp_echoed(u, d + at, len - at < segment ? len - at : segment, now);
         }
         if (n < UDP_BATCH) break;
     }
@@ -560,7 +596,8 @@ static void udp_expire(uint64_t now) {
 
 static int run_udp(void) {
     usocks = calloc((size_t)connections, sizeof *usocks);
-    udp_rbuf = malloc(UDP_BATCH * (msg_len + 1));
+    udp_rbuf_size = gro ? 65536 : msg_len + 1;
+    udp_rbuf = malloc(UDP_BATCH * udp_rbuf_size);
     ep = epoll_create1(EPOLL_CLOEXEC);
     if (!usocks || !udp_rbuf || ep < 0) fail("setup: %s", strerror(errno));
     for (long i = 0; i < connections; i++) {
@@ -571,6 +608,9 @@ static int run_udp(void) {
          * port-unreachable comes back as ECONNREFUSED. */
         if (connect(u->fd, target_addr->ai_addr, target_addr->ai_addrlen) != 0)
             fail("udp socket %ld: connect to %s:%s: %s", i, host, port, strerror(errno));
+        int one = 1;
+        if (gro && setsockopt(u->fd, SOL_UDP, UDP_GRO, &one, sizeof one) != 0)
+            fail("udp socket %ld: UDP_GRO: %s", i, strerror(errno));
         u->phase = (uint32_t)(i % (long)period);
         u->slots = calloc((size_t)depth, sizeof *u->slots);
         u->queue = calloc((size_t)depth, sizeof *u->queue);
@@ -626,8 +666,8 @@ static int run_udp(void) {
     }
 
     double seconds = window_seconds(&w);
-    printf("mode=udp sockets=%ld size=%ld depth=%ld timeout_ms=%g warmup_s=%g duration_s=%g\n",
-           connections, size, depth, timeout_ms, warmup, duration);
+    printf("mode=udp sockets=%ld size=%ld depth=%ld timeout_ms=%g gso=%d gro=%d warmup_s=%g duration_s=%g\n",
+           connections, size, depth, timeout_ms, gso, gro, warmup, duration);
     printf("datagrams=%llu seconds=%.3f rps=%.1f\n", (unsigned long long)window_count, seconds,
            (double)window_count / seconds);
     printf("lost=%llu late=%llu loss_pct=%.3f\n", (unsigned long long)udp_lost, (unsigned long long)udp_late,
@@ -647,7 +687,7 @@ static void usage(void) {
             "         [--size BYTES] [--duration S] [--warmup S] [--depth N]\n"
             "         [--delimiter lf] [--framing raw|line|int32] [--hold S]\n"
             "         [--batch N] [--connect-timeout S] [--deadline S] [--server-pid PID]\n"
-            "         [--sockets N] [--timeout-ms MS] [--gso 0|1]   (udp: --sockets is --connections)\n");
+            "         [--sockets N] [--timeout-ms MS] [--gso 0|1] [--gro 0|1]   (udp: --sockets is --connections)\n");
     exit(2);
 }
 
@@ -688,6 +728,7 @@ static void parse(int argc, char **argv) {
         else if (!strcmp(k, "--server-pid")) server_pid = (long)d;
         else if (!strcmp(k, "--timeout-ms")) timeout_ms = d;
         else if (!strcmp(k, "--gso")) gso = d != 0;
+        else if (!strcmp(k, "--gro")) gro = d != 0;
         else usage();
     }
     if (!port) fail("--port is required");
