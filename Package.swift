@@ -99,7 +99,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ReactorBenchTests",
-            dependencies: ["ReactorBench", "ReactorCore", "ReactorFraming", "ReactorTestSupport"]
+            dependencies: ["ReactorBench", "ReactorCore", "ReactorFraming", "ReactorTestSupport", "reactor"]
         ),
         .testTarget(
             name: "ReactorServicesTests",

@@ -62,27 +62,25 @@ public struct BenchSuite {
 
     private func run(_ target: SuiteTarget) throws(BenchError) -> [Outcome] {
         var outcomes: [Outcome] = []
-        var shared: (SpawnedServer, SuiteTarget)?
-        defer { shared?.0.stop() }
-        if target.isSpawned, !target.startsPerScenario {
-            shared = try spawn(target, framing: nil)
-        }
         for scenario in configuration.scenarios {
-            var server: SpawnedServer?
-            var running = shared?.1 ?? target
-            if target.startsPerScenario {
-                do {
-                    let (started, resolved) = try spawn(target, framing: scenario.framing)
-                    server = started
-                    running = resolved
-                } catch {
-                    outcomes.append(Outcome(target: target.name, scenario: scenario, note: error.message))
-                    log("\(target.name) \(scenario.name): skipped: \(error.message)")
+            var outcome: Outcome
+            if target.isSpawned {
+                // A fresh server per scenario: no scenario inherits another's memory or state.
+                guard let command = target.command(for: scenario) else {
+                    outcomes.append(Outcome(target: target.name, scenario: scenario, note: "no command serves this scenario"))
+                    log("\(target.name) \(scenario.name): skipped: no command serves it")
                     continue
                 }
+                do {
+                    let (server, running) = try spawn(target, command: command, scenario: scenario)
+                    outcome = run(scenario, on: running, server: server)
+                    server.stop()
+                } catch {
+                    outcome = Outcome(target: target.name, scenario: scenario, note: error.message)
+                }
+            } else {
+                outcome = run(scenario, on: target, server: nil)
             }
-            let outcome = run(scenario, on: running, server: server ?? shared?.0)
-            server?.stop()
             if let note = outcome.note { log("\(target.name) \(scenario.name): \(outcome.result == nil ? "skipped: " : "")\(note)") }
             if let result = outcome.result {
                 log("\(target.name) \(scenario.name): \(summaryLine(scenario, result))")
@@ -161,24 +159,23 @@ public struct BenchSuite {
         return outcome
     }
 
-    private func spawn(_ target: SuiteTarget, framing: String?) throws(BenchError) -> (SpawnedServer, SuiteTarget) {
-        guard let template = target.command, let port = SpawnedServer.freePort() else {
-            throw BenchError("\(target.name): no free port")
-        }
-        var command = template.replacingOccurrences(of: "{port}", with: String(port))
-        if let framing { command = command.replacingOccurrences(of: "{framing}", with: framing) }
-        let log = "\(configuration.outputFolder)/\(target.name)\(framing.map { "-\($0)" } ?? "").log"
+    private func spawn(
+        _ target: SuiteTarget, command: SuiteTarget.Command, scenario: SuiteScenario
+    ) throws(BenchError) -> (SpawnedServer, SuiteTarget) {
+        guard let port = SpawnedServer.freePort() else { throw BenchError("\(target.name): no free port") }
+        let text = command.text.replacingOccurrences(of: "{port}", with: String(port))
+            .replacingOccurrences(of: "{framing}", with: scenario.framing)
+        let log = "\(configuration.outputFolder)/\(target.name)-\(scenario.name).log"
         try BenchFiles.write("", to: log)
-        let server = try SpawnedServer(command: command, cpus: configuration.serverCPUs, log: log)
-        self.log("\(target.name): started \(server.command) (pid \(server.pid))")
-        guard let listening = server.waitForListening(transport: nil, timeout: .seconds(20)) else {
+        let server = try SpawnedServer(command: text, cpus: configuration.serverCPUs, log: log)
+        self.log("\(target.name) \(scenario.name): started \(server.command) (pid \(server.pid))")
+        guard server.waitForListening(transport: nil, timeout: .seconds(20)) != nil else {
             server.stop()
-            throw BenchError("\(target.name): no 'listening' line within 20 s from '\(server.command)' (see \(log))")
+            throw BenchError("no 'listening' line within 20 s from '\(server.command)' (see \(log))")
         }
-        var resolved = target
-        resolved.port = listening
-        resolved.pid = server.pid
-        return (server, resolved)
+        var running = target
+        running.pid = server.pid
+        return (server, running)
     }
 
     private func summaryLine(_ scenario: SuiteScenario, _ result: BenchResult) -> String {

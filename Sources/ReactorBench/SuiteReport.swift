@@ -27,9 +27,16 @@ struct SuiteReport {
         out += "\(configuration.duration.seconds) s measured per scenario after \(configuration.warmup.seconds) s warmup; one run each\n"
         out += "- baseline for ratios: \(baseline)\n"
         if !configuration.commandLine.isEmpty { out += "- command: `\(configuration.commandLine)`\n" }
-        out += "- targets: " + configuration.targets.map { target in
-            "\(target.name) (" + (target.command.map { "`\($0)`" } ?? "\(target.host):\(target.port ?? 0)") + ")"
-        }.joined(separator: ", ") + "\n"
+        out += "- targets:\n"
+        for target in configuration.targets {
+            if target.commands.isEmpty {
+                out += "  - \(target.name): \(target.host):\(target.port ?? 0)\(target.pid.map { ", pid \($0)" } ?? "")\n"
+            }
+            for command in target.commands {
+                let scenarios = command.scenarios.map { $0.sorted().joined(separator: ", ") } ?? "all scenarios"
+                out += "  - \(target.name) (\(scenarios)): `\(command.text)`\n"
+            }
+        }
         for scenario in configuration.scenarios {
             out += "\n## \(scenario.title)\n\n"
             let rows = outcomes.filter { $0.scenario == scenario }

@@ -22,6 +22,8 @@ public struct SuiteScenario: Sendable, Equatable {
 
     /// The name used by `--scenarios` and in file names.
     public let name: String
+    /// The shorter name Benchmarks/peers.txt uses (`pingpong`, `lines`, ...); accepted too.
+    public let alias: String
     /// A line describing it.
     public let title: String
     /// What replaces `{framing}` in a spawn command: raw, line or int32.
@@ -32,16 +34,21 @@ public struct SuiteScenario: Sendable, Equatable {
 
     /// Every scenario, in report order.
     public static let all: [SuiteScenario] = [
-        scenario("ping-pong", "ping-pong: 100 connections x 1 in flight x 64 B, raw", .raw, 100, 1, 64),
-        scenario("pipelined-lines", "pipelined lines: 50 connections x 64 in flight x 32 B lines", .line, 50, 64, 32),
-        scenario("pipelined-int32", "pipelined int32: 50 connections x 64 in flight x 32 B frames", .int32, 50, 64, 32),
-        scenario("churn", "connection churn: 50 clients each connect, send one 64 B request, close, repeat", .raw, 50, 1, 64, mode: .churn),
-        scenario("idle-memory", "idle memory: 5000 connections, one 16 B round trip each, then idle", .raw, 5000, 1, 16, mode: .idle),
-        scenario("udp-echo", "UDP echo: 50 sockets x 1 in flight x 64 B datagrams", .udp, 50, 1, 64),
+        scenario("ping-pong", "pingpong", "ping-pong: 100 connections x 1 in flight x 64 B, raw", .raw, 100, 1, 64),
+        scenario("pipelined-lines", "lines", "pipelined lines: 50 connections x 64 in flight x 32 B lines", .line, 50, 64, 32),
+        scenario("pipelined-int32", "int32", "pipelined int32: 50 connections x 64 in flight x 32 B frames", .int32, 50, 64, 32),
+        scenario("churn", "churn", "connection churn: 50 clients each connect, send one 64 B request, close, repeat", .raw, 50, 1, 64, mode: .churn),
+        scenario("idle-memory", "idle", "idle memory: 5000 connections, one 16 B round trip each, then idle", .raw, 5000, 1, 16, mode: .idle),
+        scenario("udp-echo", "udp", "UDP echo: 50 sockets x 1 in flight x 64 B datagrams", .udp, 50, 1, 64),
     ]
 
-    /// The scenario called `name`.
-    public static func named(_ name: String) -> SuiteScenario? { all.first { $0.name == name } }
+    /// The scenario called `name` (or its peers.txt alias).
+    public static func named(_ name: String) -> SuiteScenario? { all.first { $0.name == name || $0.alias == name } }
+
+    /// Every name, with its alias, for help and error messages.
+    public static var spellings: String {
+        all.map { "\($0.name) (\($0.alias))" }.joined(separator: ", ")
+    }
 
     /// True for idle memory, which means nothing without the server's pid.
     public var needsServerPID: Bool { metric == .bytesPerConnection }
@@ -50,7 +57,7 @@ public struct SuiteScenario: Sendable, Equatable {
     public var transport: String { template.protocol.isStream ? "tcp" : "udp" }
 
     private static func scenario(
-        _ name: String, _ title: String, _ benchProtocol: BenchProtocol, _ connections: Int, _ depth: Int, _ size: Int,
+        _ name: String, _ alias: String, _ title: String, _ benchProtocol: BenchProtocol, _ connections: Int, _ depth: Int, _ size: Int,
         mode: BenchOptions.Mode = .requests
     ) -> SuiteScenario {
         var options = BenchOptions()
@@ -69,7 +76,7 @@ public struct SuiteScenario: Sendable, Equatable {
         case .churn: .connectionsPerSecond
         case .idle: .bytesPerConnection
         }
-        return SuiteScenario(name: name, title: title, framing: framing, metric: metric, template: options)
+        return SuiteScenario(name: name, alias: alias, title: title, framing: framing, metric: metric, template: options)
     }
 
     /// The headline figure of `result` for this scenario, nil when it has none.

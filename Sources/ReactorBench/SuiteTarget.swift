@@ -1,32 +1,50 @@
-/// A server the suite measures: one already running (`NAME=HOST:PORT[,pid=PID]`) or one
-/// the suite starts itself (`NAME=command with {port}`).
+import Foundation
+
+/// A server the suite measures: one already running (`--target NAME=HOST:PORT[,pid=PID]`),
+/// or one the suite starts itself for each scenario from one or more commands
+/// (`--spawn NAME[:SCENARIOS]=COMMAND`, or a line of a peers file).
 public struct SuiteTarget: Sendable, Equatable {
+    /// A command that starts the server, and the scenarios it serves.
+    public struct Command: Sendable, Equatable {
+        /// The command line: `{port}` becomes a free port, `{framing}` the scenario's
+        /// framing (raw, line or int32).
+        public var text: String
+        /// Names of the scenarios it serves; nil for all.
+        public var scenarios: Set<String>?
+
+        public init(_ text: String, scenarios: Set<String>? = nil) {
+            self.text = text
+            self.scenarios = scenarios
+        }
+
+        func serves(_ scenario: SuiteScenario) -> Bool { scenarios?.contains(scenario.name) ?? true }
+    }
+
     /// The name in tables, charts and file names.
     public var name: String
-    /// Where it listens (for a spawned target, filled in once it runs).
-    public var host: String = "127.0.0.1"
+    /// Where a running target listens.
+    public var host: String
     public var port: Int?
-    /// Its process id, for CPU and memory figures.
+    /// A running target's process id, for CPU and memory figures.
     public var pid: Int32?
-    /// The command that starts it: `{port}` becomes a free port, and `{framing}` the
-    /// scenario's framing (raw, line, int32), in which case each scenario gets a fresh
-    /// server started with its framing.
-    public var command: String?
+    /// How to start it; empty for a target that is already running.
+    public var commands: [Command]
 
-    /// A target; see ``parseTarget(_:)`` and ``parseSpawn(_:)`` for the command-line forms.
-    public init(name: String, host: String = "127.0.0.1", port: Int? = nil, pid: Int32? = nil, command: String? = nil) {
+    /// A target; see ``parseTarget(_:)``, ``parseSpawn(_:)`` and ``parsePeers(_:)`` for the
+    /// command-line forms.
+    public init(name: String, host: String = "127.0.0.1", port: Int? = nil, pid: Int32? = nil, commands: [Command] = []) {
         self.name = name
         self.host = host
         self.port = port
         self.pid = pid
-        self.command = command
+        self.commands = commands
     }
 
     /// True when the suite must start it.
-    public var isSpawned: Bool { command != nil }
+    public var isSpawned: Bool { !commands.isEmpty }
 
-    /// True when each scenario needs its own server (the command takes `{framing}`).
-    public var startsPerScenario: Bool { command?.contains("{framing}") ?? false }
+    /// The command that serves `scenario`, if any.
+    func command(for scenario: SuiteScenario) -> Command? { commands.first { $0.serves(scenario) } }
 
     /// Parses `--target NAME=HOST:PORT[,pid=PID]`.
     public static func parseTarget(_ text: String) throws(BenchError) -> SuiteTarget {
@@ -45,21 +63,71 @@ public struct SuiteTarget: Sendable, Equatable {
         return target
     }
 
-    /// Parses `--spawn NAME=command with {port}`.
+    /// Parses `--spawn NAME[:SCENARIO,...]=command with {port}`.
     public static func parseSpawn(_ text: String) throws(BenchError) -> SuiteTarget {
-        let (name, command) = try splitName(text, flag: "--spawn")
+        let (label, command) = try splitName(text, flag: "--spawn", allowScenarios: true)
+        var name = label
+        var scenarios: Set<String>?
+        if let colon = label.firstIndex(of: ":") {
+            name = String(label[..<colon])
+            scenarios = try scenarioNames(String(label[label.index(after: colon)...]), context: "--spawn \(name)")
+        }
         guard command.contains("{port}") else {
             throw BenchError("--spawn \(name): the command must contain {port}, where the suite puts a free port")
         }
-        return SuiteTarget(name: name, port: nil, command: command)
+        return SuiteTarget(name: name, commands: [Command(command, scenarios: scenarios)])
     }
 
-    private static func splitName(_ text: String, flag: String) throws(BenchError) -> (String, String) {
+    /// Parses a peers file (Benchmarks/peers.txt): `NAME<TAB>SCENARIOS<TAB>COMMAND` per
+    /// line, `#` comments and blank lines ignored; lines with the same NAME make one target.
+    public static func parsePeers(_ text: String, file: String = "peers file") throws(BenchError) -> [SuiteTarget] {
+        var targets: [SuiteTarget] = []
+        for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            guard !trimmed.isEmpty, !trimmed.hasPrefix("#") else { continue }
+            let fields = line.split(separator: "\t", maxSplits: 2).map(String.init)
+            guard fields.count == 3, !fields[0].isEmpty, fields[2].contains("{port}") else {
+                throw BenchError("\(file):\(number + 1): expected NAME<TAB>SCENARIOS<TAB>COMMAND with {port}")
+            }
+            let command = Command(fields[2], scenarios: try scenarioNames(fields[1], context: "\(file):\(number + 1)"))
+            try merge(SuiteTarget(name: fields[0], commands: [command]), into: &targets)
+        }
+        return targets
+    }
+
+    /// Adds `target` to `targets`, joining the commands of spawned targets of the same name.
+    public static func merge(_ target: SuiteTarget, into targets: inout [SuiteTarget]) throws(BenchError) {
+        guard let index = targets.firstIndex(where: { $0.name == target.name }) else {
+            targets.append(target)
+            return
+        }
+        guard targets[index].isSpawned, target.isSpawned else {
+            throw BenchError("two targets are named \(target.name)")
+        }
+        targets[index].commands += target.commands
+    }
+
+    private static func scenarioNames(_ list: String, context: String) throws(BenchError) -> Set<String> {
+        var names: Set<String> = []
+        for name in list.split(separator: ",") {
+            guard let scenario = SuiteScenario.named(String(name)) else {
+                throw BenchError("\(context): unknown scenario '\(name)'; known: \(SuiteScenario.spellings)")
+            }
+            names.insert(scenario.name)
+        }
+        guard !names.isEmpty else { throw BenchError("\(context): no scenarios") }
+        return names
+    }
+
+    private static func splitName(_ text: String, flag: String, allowScenarios: Bool = false) throws(BenchError) -> (String, String) {
         guard let equals = text.firstIndex(of: "="), equals != text.startIndex else {
             throw BenchError("\(flag) \(text): expected NAME=...")
         }
         let name = String(text[..<equals])
-        guard name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." }) else {
+        let allowed: (Character) -> Bool = {
+            $0.isLetter || $0.isNumber || "-_.".contains($0) || (allowScenarios && ":,".contains($0))
+        }
+        guard name.allSatisfy(allowed) else {
             throw BenchError("\(flag) \(text): a name may hold letters, digits, '-', '_' and '.' only")
         }
         return (name, String(text[text.index(after: equals)...]))

@@ -159,12 +159,12 @@ struct BenchSuiteCommand: ParsableCommand {
         commandName: "suite",
         abstract: "Run the side-by-side scenarios against named targets; write tables, charts and JSON.",
         discussion: """
-            Scenarios: \(SuiteScenario.all.map(\.name).joined(separator: ", ")). Each target gets \
-            a short probe per scenario first; a target that does not answer the scenario's \
-            protocol correctly is skipped with a note. Spawned servers run under `taskset -c \
-            SERVER-CPUS` when taskset exists; the client pins itself to CLIENT-CPUS. Writes \
-            OUT/README.md (a table per scenario, ratios against the baseline), OUT/SCENARIO.svg \
-            and OUT/TARGET-SCENARIO.json.
+            Scenarios: \(SuiteScenario.spellings). A spawned target gets a fresh server per \
+            scenario, from the command that serves it, pinned with `taskset -c SERVER-CPUS` \
+            when taskset exists; the client pins itself to CLIENT-CPUS. Each scenario starts \
+            with a short probe: a target that does not answer its protocol correctly is \
+            skipped with a note. Writes OUT/README.md (a table per scenario, ratios against \
+            the baseline), OUT/SCENARIO.svg and OUT/TARGET-SCENARIO.json.
             """
     )
 
@@ -173,9 +173,14 @@ struct BenchSuiteCommand: ParsableCommand {
     var targets: [String] = []
 
     @Option(name: .customLong("spawn"), help: ArgumentHelp(
-        "A server to start: NAME='command with {port}'; with {framing} in it, one server per scenario started with raw, line or int32.",
+        "A server to start: NAME[:SCENARIO,...]='command with {port}' ({framing} becomes raw, line or int32); repeat a NAME to give it a command per scenario.",
         valueName: "spec"))
     var spawns: [String] = []
+
+    @Option(help: ArgumentHelp(
+        "A peers file (Benchmarks/peers.txt): NAME<TAB>SCENARIOS<TAB>COMMAND per line; commands run in the current directory.",
+        valueName: "file"))
+    var peers: String?
 
     @Option(help: "The target ratios are taken against (default: the first).")
     var baseline: String?
@@ -199,14 +204,16 @@ struct BenchSuiteCommand: ParsableCommand {
     var clientCpus = "1"
 
     func validate() throws {
-        guard !targets.isEmpty || !spawns.isEmpty else { throw ValidationError("give at least one --target or --spawn") }
+        guard !targets.isEmpty || !spawns.isEmpty || peers != nil else {
+            throw ValidationError("give at least one --target, --spawn or --peers")
+        }
         guard duration > 0, warmup >= 0 else { throw ValidationError("--duration must be positive and --warmup not negative") }
         for cpus in [serverCpus, clientCpus] where cpus != "none" {
             guard ProcessStats.parseCPUList(cpus) != nil else { throw ValidationError("bad CPU list '\(cpus)'") }
         }
         if let scenarios {
             for name in scenarios.split(separator: ",") where SuiteScenario.named(String(name)) == nil {
-                throw ValidationError("unknown scenario '\(name)'; known: \(SuiteScenario.all.map(\.name).joined(separator: ", "))")
+                throw ValidationError("unknown scenario '\(name)'; known: \(SuiteScenario.spellings)")
             }
         }
     }
@@ -215,8 +222,16 @@ struct BenchSuiteCommand: ParsableCommand {
         raiseOpenFileLimit(logger: Logger(label: "reactor-bench"))
         do {
             var configuration = BenchSuite.Configuration()
-            configuration.targets = try targets.map { spec throws(BenchError) in try SuiteTarget.parseTarget(spec) }
-                + spawns.map { spec throws(BenchError) in try SuiteTarget.parseSpawn(spec) }
+            var all: [SuiteTarget] = []
+            for spec in targets { try SuiteTarget.merge(try SuiteTarget.parseTarget(spec), into: &all) }
+            for spec in spawns { try SuiteTarget.merge(try SuiteTarget.parseSpawn(spec), into: &all) }
+            if let peers {
+                guard let text = try? String(contentsOfFile: peers, encoding: .utf8) else {
+                    throw BenchError("cannot read the peers file \(peers)")
+                }
+                for target in try SuiteTarget.parsePeers(text, file: peers) { try SuiteTarget.merge(target, into: &all) }
+            }
+            configuration.targets = all
             configuration.baseline = baseline
             if let scenarios {
                 configuration.scenarios = scenarios.split(separator: ",").compactMap { SuiteScenario.named(String($0)) }

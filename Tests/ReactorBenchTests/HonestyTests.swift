@@ -5,124 +5,125 @@ import ReactorFraming
 import ReactorTestSupport
 import Testing
 
-/// Issue 5's honesty checks: the harness reports what the server does, not what the
-/// harness does. Serialized: the timing tests would disturb each other.
-@Suite(.serialized)
-struct HonestyTests {
-    private func options(port: Int, _ benchProtocol: BenchProtocol = .line) -> BenchOptions {
-        var options = BenchOptions()
-        options.port = port
-        options.protocol = benchProtocol
-        options.size = 32
-        options.warmup = .milliseconds(300)
-        options.duration = .seconds(1)
-        return options
-    }
-
-    @Test func aServerAnsweringAfter20msShowsP50Near20msAndTheMatchingRate() throws {
-        let server = try TestServer.start { _ in
-            FramedConnection(framer: DelimiterFramer.line(), handler: DelayedLineEcho(delay: .milliseconds(20)))
+extension BenchTests {
+    /// Issue 5's honesty checks: the harness reports what the server does, not what the
+    /// harness does.
+    @Suite struct HonestyTests {
+        private func options(port: Int, _ benchProtocol: BenchProtocol = .line) -> BenchOptions {
+            var options = BenchOptions()
+            options.port = port
+            options.protocol = benchProtocol
+            options.size = 32
+            options.warmup = .milliseconds(300)
+            options.duration = .seconds(1)
+            return options
         }
-        defer { server.stop() }
-        var options = options(port: server.port)
-        options.connections = 10
-        options.depth = 4
-        options.duration = .seconds(2)
-        options.warmup = .milliseconds(500)
-        let result = try BenchRunner.run(options)
-        let expected = Double(options.connections * options.depth) / 0.020
-        #expect(result.errors.total == 0)
-        #expect((19_000...25_000).contains(result.latency.p50), "p50 \(result.latency.p50) µs")
-        #expect(abs(result.rps - expected) / expected <= 0.15, "rps \(result.rps), expected about \(expected)")
-    }
 
-    @Test func aFreezingServerShowsInCorrectedButNotUncorrectedLatency() throws {
-        let server = try TestServer.start(setup: { reactor in
-            scheduleFreezes(on: reactor, first: .milliseconds(800), period: .seconds(2), length: .milliseconds(500))
-        }) { _ in ByteEcho() }
-        defer { server.stop() }
-        var options = options(port: server.port)
-        options.connections = 10
-        options.rate = 1000
-        options.warmup = .zero
-        options.duration = .seconds(5)
-        let result = try BenchRunner.run(options)
-        #expect(result.errors.total == 0)
-        #expect(result.rps > 900, "a rate the server sustains between freezes: \(result.rps)")
-        #expect(result.latency.p99 >= 200_000, "corrected p99 \(result.latency.p99) µs")
-        #expect(result.latencyUncorrected.p99 < 50_000, "uncorrected p99 \(result.latencyUncorrected.p99) µs")
-        #expect(result.latencyUncorrected.max >= 400_000, "the requests in flight during a freeze waited for it")
-    }
-
-    @Test func resetConnectionsAreCountedAndTheRunEndsOnTime() throws {
-        let seeds = Counter()
-        let server = try TestServer.start { _ in ResettingEcho(seed: seeds.next()) }
-        defer { server.stop() }
-        var options = options(port: server.port, .raw)
-        options.connections = 20
-        options.depth = 4
-        let started = ContinuousClock.now
-        let result = try BenchRunner.run(options)
-        let elapsed = ContinuousClock.now - started
-        #expect(result.errors.reset + result.errors.closed > 0, "\(result.errors)")
-        #expect(result.requests > 0)
-        #expect(elapsed < options.warmup + options.duration + .seconds(2), "took \(elapsed)")
-    }
-
-    @Test(arguments: [BenchProtocol.raw, .line, .crlf, .int32, .netstring])
-    func anEchoServerGetsEveryRequestVerified(_ benchProtocol: BenchProtocol) throws {
-        let server = try TestServer.start { _ in ByteEcho() }
-        defer { server.stop() }
-        var options = options(port: server.port, benchProtocol)
-        options.connections = 8
-        options.depth = 8
-        options.warmup = .zero
-        let result = try BenchRunner.run(options)
-        #expect(result.errors.total == 0, "\(result.errors)")
-        #expect(result.requests > 1000)
-        // Every request sent in the window is accounted for: verified in it, answered
-        // just after it, or still in flight when the clients stopped.
-        #expect(result.sent == result.requests + result.answeredAfterEnd + result.inFlightAtEnd)
-    }
-
-    @Test func aWrongResponseIsCaught() throws {
-        let server = try TestServer.start { _ in
-            FramedConnection(framer: DelimiterFramer.line(), handler: CorruptingLineEcho())
+        @Test func aServerAnsweringAfter20msShowsP50Near20msAndTheMatchingRate() throws {
+            let server = try TestServer.start { _ in
+                FramedConnection(framer: DelimiterFramer.line(), handler: DelayedLineEcho(delay: .milliseconds(20)))
+            }
+            defer { server.stop() }
+            var options = options(port: server.port)
+            options.connections = 10
+            options.depth = 4
+            options.duration = .seconds(2)
+            options.warmup = .milliseconds(500)
+            let result = try BenchRunner.run(options)
+            let expected = Double(options.connections * options.depth) / 0.020
+            #expect(result.errors.total == 0)
+            #expect((19_000...25_000).contains(result.latency.p50), "p50 \(result.latency.p50) µs")
+            #expect(abs(result.rps - expected) / expected <= 0.15, "rps \(result.rps), expected about \(expected)")
         }
-        defer { server.stop() }
-        var options = options(port: server.port)
-        options.connections = 4
-        options.depth = 2
-        let result = try BenchRunner.run(options)
-        #expect(result.errors.wrongResponse > 0)
-        #expect(result.requests > 0)
-    }
 
-    @Test func udpEchoIsVerified() throws {
-        let server = try TestServer.startUDPEcho()
-        defer { server.stop() }
-        var options = options(port: server.port, .udp)
-        options.connections = 8
-        options.depth = 4
-        options.size = 64
-        let result = try BenchRunner.run(options)
-        #expect(result.requests > 1000)
-        #expect(result.errors.wrongResponse == 0)
-        #expect(result.errors.lost <= result.requests / 100, "\(result.errors)")
-    }
+        @Test func aFreezingServerShowsInCorrectedButNotUncorrectedLatency() throws {
+            let server = try TestServer.start(setup: { reactor in
+                scheduleFreezes(on: reactor, first: .milliseconds(800), period: .seconds(2), length: .milliseconds(500))
+            }) { _ in ByteEcho() }
+            defer { server.stop() }
+            var options = options(port: server.port)
+            options.connections = 10
+            options.rate = 1000
+            options.warmup = .zero
+            options.duration = .seconds(5)
+            let result = try BenchRunner.run(options)
+            #expect(result.errors.total == 0)
+            #expect(result.rps > 900, "a rate the server sustains between freezes: \(result.rps)")
+            #expect(result.latency.p99 >= 200_000, "corrected p99 \(result.latency.p99) µs")
+            #expect(result.latencyUncorrected.p99 < 50_000, "uncorrected p99 \(result.latencyUncorrected.p99) µs")
+            #expect(result.latencyUncorrected.max >= 400_000, "the requests in flight during a freeze waited for it")
+        }
 
-    @Test func nothingListeningIsCountedAsRefusedWithoutHanging() throws {
-        let silent = try RawSocket()  // bound, never listening: connects are refused
-        var options = options(port: silent.port)
-        options.connections = 2
-        options.warmup = .zero
-        options.duration = .milliseconds(500)
-        let started = ContinuousClock.now
-        let result = try BenchRunner.run(options)
-        #expect(result.errors.refused > 0)
-        #expect(result.requests == 0)
-        #expect(ContinuousClock.now - started < .seconds(3))
-        withExtendedLifetime(silent) {}
+        @Test func resetConnectionsAreCountedAndTheRunEndsOnTime() throws {
+            let seeds = Counter()
+            let server = try TestServer.start { _ in ResettingEcho(seed: seeds.next()) }
+            defer { server.stop() }
+            var options = options(port: server.port, .raw)
+            options.connections = 20
+            options.depth = 4
+            let started = ContinuousClock.now
+            let result = try BenchRunner.run(options)
+            let elapsed = ContinuousClock.now - started
+            #expect(result.errors.reset + result.errors.closed > 0, "\(result.errors)")
+            #expect(result.requests > 0)
+            #expect(elapsed < options.warmup + options.duration + .seconds(2), "took \(elapsed)")
+        }
+
+        @Test(arguments: [BenchProtocol.raw, .line, .crlf, .int32, .netstring])
+        func anEchoServerGetsEveryRequestVerified(_ benchProtocol: BenchProtocol) throws {
+            let server = try TestServer.start { _ in ByteEcho() }
+            defer { server.stop() }
+            var options = options(port: server.port, benchProtocol)
+            options.connections = 8
+            options.depth = 8
+            options.warmup = .zero
+            let result = try BenchRunner.run(options)
+            #expect(result.errors.total == 0, "\(result.errors)")
+            #expect(result.requests > 1000)
+            // Every request sent in the window is accounted for: verified in it, answered
+            // just after it, or still in flight when the clients stopped.
+            #expect(result.sent == result.requests + result.answeredAfterEnd + result.inFlightAtEnd)
+        }
+
+        @Test func aWrongResponseIsCaught() throws {
+            let server = try TestServer.start { _ in
+                FramedConnection(framer: DelimiterFramer.line(), handler: CorruptingLineEcho())
+            }
+            defer { server.stop() }
+            var options = options(port: server.port)
+            options.connections = 4
+            options.depth = 2
+            let result = try BenchRunner.run(options)
+            #expect(result.errors.wrongResponse > 0)
+            #expect(result.requests > 0)
+        }
+
+        @Test func udpEchoIsVerified() throws {
+            let server = try TestServer.startUDPEcho()
+            defer { server.stop() }
+            var options = options(port: server.port, .udp)
+            options.connections = 8
+            options.depth = 4
+            options.size = 64
+            let result = try BenchRunner.run(options)
+            #expect(result.requests > 1000)
+            #expect(result.errors.wrongResponse == 0)
+            #expect(result.errors.lost <= result.requests / 100, "\(result.errors)")
+        }
+
+        @Test func nothingListeningIsCountedAsRefusedWithoutHanging() throws {
+            let silent = try RawSocket()  // bound, never listening: connects are refused
+            var options = options(port: silent.port)
+            options.connections = 2
+            options.warmup = .zero
+            options.duration = .milliseconds(500)
+            let started = ContinuousClock.now
+            let result = try BenchRunner.run(options)
+            #expect(result.errors.refused > 0)
+            #expect(result.requests == 0)
+            #expect(ContinuousClock.now - started < .seconds(3))
+            withExtendedLifetime(silent) {}
+        }
     }
 }
 
