@@ -42,7 +42,10 @@ test: deps tools
 demo: release tools
 	@bash scripts/demo.sh $(REACTOR)
 
-bench: bench-echo bench-framing bench-udp
+# The side-by-side suite (issue 5): reactor serve against every peer of
+# Benchmarks/peers.txt; builds the peers first. The report goes to Benchmarks/results/.
+bench: release
+	@REACTOR_BIN=$(REACTOR) bash Benchmarks/suite.sh
 
 bench-echo: release
 	@REACTOR_BIN=$(REACTOR) bash Benchmarks/echo-bench.sh

@@ -180,6 +180,7 @@ public struct BenchSuite {
 
     private func summaryLine(_ scenario: SuiteScenario, _ result: BenchResult) -> String {
         let value = scenario.value(of: result).map { BenchSummary.number($0) } ?? "-"
-        return "\(value) \(scenario.metric.label), p99 \(result.latency.p99) µs, errors \(result.errors.total)"
+        let latency = scenario.metric == .bytesPerConnection ? "" : ", p99 \(result.latency.p99) µs"
+        return "\(value) \(scenario.metric.label)\(latency), errors \(result.errors.total)"
     }
 }

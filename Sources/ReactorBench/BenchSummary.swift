@@ -7,8 +7,9 @@ public enum BenchSummary {
     public static func text(_ result: BenchResult) -> String {
         var lines: [String] = []
         let shape = "\(result.connections) connection(s) x \(result.depth) in flight x \(result.size) B"
-        let loop = result.rate.map { "open loop at \(number($0)) req/s" } ?? "closed loop"
-        lines.append("\(result.target) \(result.protocol) \(result.mode.rawValue), \(shape), \(loop), \(result.threads) thread(s)")
+        var loop = result.rate.map { ", open loop at \(number($0)) req/s" } ?? ", closed loop"
+        if result.mode != .requests { loop = "" }
+        lines.append("\(result.target) \(result.protocol) \(result.mode.rawValue), \(shape)\(loop), \(result.threads) thread(s)")
         lines.append("  \(fixed(result.durationSeconds, 1)) s measured after \(fixed(result.warmupSeconds, 1)) s warmup")
         switch result.mode {
         case .churn:
