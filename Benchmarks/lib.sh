@@ -148,7 +148,15 @@ measure() {
         rc=0
         wait "$LOADGEN_PID" || rc=$?
         LOADGEN_PID=
-        [[ $rc -eq 0 ]] || { cat "$out.err" >&2; die "loadgen against $name failed (status $rc)"; }
+        if [[ $rc -ne 0 ]]; then
+            cat "$out.err" >&2
+            if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+                wait "$SERVER_PID" || say "$name exited with status $? during the run; its stderr ends:"
+                SERVER_PID=
+                tail -20 "$WORK/$name.err" >&2
+            fi
+            die "loadgen against $name failed (status $rc)"
+        fi
         noise=$(calc %.1f "$(field machine_busy_pct "$out") - $(field client_cpu_pct "$out") - $(field server_cpu_pct "$out")")
         say "round $round $name: $(field "$rate_key" "$out") $rate_unit, server $(field "$cpu_key" "$out") $cpu_unit," \
             "server $(field server_cpu_pct "$out")% client $(field client_cpu_pct "$out")% other ${noise}%"
