@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# alloc-check.sh: shows that `reactor bench` allocates nothing per request in steady
+# state. For each protocol (and once in open loop) it runs the client twice against
+# `reactor serve echo` (raw: it echoes every framing byte for byte, and UDP), for 1 s and
+# for 4 s, under an LD_PRELOAD malloc counter (malloc_count.c). The longer run's extra
+# allocations divided by its extra requests must be about 0: what remains is the
+# once-a-second bookkeeping of the run itself, not of requests.
+#
+#   bash Benchmarks/alloc/alloc-check.sh          # REACTOR_BIN=... for another build
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+REACTOR_BIN=${REACTOR_BIN:-$ROOT/.build/release/reactor}
+WORK=$(mktemp -d /tmp/alloc-check.XXXXXX)
+SERVER=
+cleanup() {
+    if [[ -n $SERVER ]]; then kill "$SERVER" 2>/dev/null || true; fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+[[ -x $REACTOR_BIN ]] || (cd "$ROOT" && swift build -c release --product reactor >&2)
+cc -O2 -shared -fPIC -o "$WORK/malloc_count.so" "$HERE/malloc_count.c" -ldl
+
+"$REACTOR_BIN" serve echo --port 0 --udp-rate 0 >"$WORK/server.out" 2>/dev/null &
+SERVER=$!
+for _ in $(seq 100); do grep -q "^listening udp" "$WORK/server.out" && break; sleep 0.05; done
+PORT=$(sed -nE 's/^listening tcp .*:([0-9]+) .*/\1/p' "$WORK/server.out")
+[[ -n $PORT ]] || { echo "alloc-check: the server did not start" >&2; exit 1; }
+
+# run SECONDS ARGS...: prints "allocations requests" of one run.
+run() {
+    local seconds=$1
+    shift
+    LD_PRELOAD=$WORK/malloc_count.so "$REACTOR_BIN" bench "127.0.0.1:$PORT" --duration "$seconds" --warmup 0.5 \
+        --quiet --json "$WORK/run.json" "$@" >/dev/null 2>"$WORK/run.err"
+    echo "$(sed -n 's/^malloc_count=//p' "$WORK/run.err") $(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['requests'])" "$WORK/run.json")"
+}
+
+printf '| client | allocations 1 s | allocations 4 s | extra requests | allocations per request |\n|---|---:|---:|---:|---:|\n'
+status=0
+check() {
+    local label=$1
+    shift
+    read -r short_allocs short_requests < <(run 1 "$@")
+    read -r long_allocs long_requests < <(run 4 "$@")
+    local extra=$((long_requests - short_requests))
+    local per=$(python3 -c "print(f'{($long_allocs - $short_allocs) / max($extra, 1):.6f}')")
+    printf '| %s | %s | %s | %s | %s |\n' "$label" "$short_allocs" "$long_allocs" "$extra" "$per"
+    python3 -c "import sys; sys.exit(0 if ($long_allocs - $short_allocs) <= 10 else 1)" || status=1
+}
+check "raw 50x1x64" --protocol raw --connections 50
+check "line 50x64x32" --protocol line --connections 50 --depth 64 --size 32
+check "int32 50x64x32" --protocol int32 --connections 50 --depth 64 --size 32
+check "netstring 20x8x64" --protocol netstring --connections 20 --depth 8
+check "line open loop 20000/s" --protocol line --connections 20 --depth 4 --rate 20000
+check "udp 16x4x64" --protocol udp --connections 16 --depth 4
+check "2 threads raw 50x4x64" --protocol raw --connections 50 --depth 4 --threads 2
+exit $status
