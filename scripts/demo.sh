@@ -158,4 +158,18 @@ PY
 stop all
 
 echo
-echo "More: make test, make bench (docs/performance.md), docs/services.md."
+echo "== 6. reactor bench suite, short: reactor serve against the C libevent servers, ${SUITE_SECONDS:=2}s per scenario"
+SUITE_OUT=$HERE/results/demo-suite
+libevent=$HERE/bin
+"$REACTOR_BIN" bench suite --out "$SUITE_OUT" --duration "$SUITE_SECONDS" --warmup 0.5 --baseline libevent \
+    --server-cpus "$SERVER_CPU" --client-cpus "$CLIENT_CPU" \
+    --spawn "reactor=$REACTOR_BIN serve echo --port {port} --framing {framing} --udp-rate 0" \
+    --spawn "libevent:pingpong,churn,idle=$libevent/libevent_echo 127.0.0.1 {port}" \
+    --spawn "libevent:lines=$libevent/libevent_line_echo 127.0.0.1 {port}" \
+    --spawn "libevent:int32=$libevent/libevent_int32_echo 127.0.0.1 {port}" \
+    --spawn "libevent:udp=$libevent/libevent_udp_echo 127.0.0.1 {port}" 2>"$WORK/suite.err" |
+    grep -E '^(## |\| (target|reactor|libevent) )' | sed 's/^/  /' || { cat "$WORK/suite.err" >&2; die "the suite failed"; }
+echo "  tables, SVG charts and JSON: ${SUITE_OUT#"$ROOT"/}/ (one short run each on a shared machine: indicative only)"
+
+echo
+echo "More: make test, make bench (docs/performance.md, docs/bench.md), docs/services.md."
