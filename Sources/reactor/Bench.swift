@@ -35,7 +35,7 @@ struct BenchRun: ParsableCommand {
     @Argument(help: "The server, HOST:PORT (IPv6 as [ADDR]:PORT).")
     var target: String
 
-    @Option(name: .customLong("protocol"), help: "raw, line, crlf, int32, netstring or udp.")
+    @Option(name: .customLong("protocol"), help: "How requests are framed (udp: one datagram each); the server must echo them.")
     var benchProtocol: BenchProtocol = .raw
 
     @Option(help: "requests (the default), churn (connect, one request, close), or idle (hold connections).")
@@ -44,7 +44,7 @@ struct BenchRun: ParsableCommand {
     @Option(help: "Connections (UDP: sockets) in total.")
     var connections = 50
 
-    @Option(help: "Requests in flight per connection (open loop: at most).")
+    @Option(help: "Requests in flight per connection or UDP socket (open loop: at most; churn and idle: 1).")
     var depth = 1
 
     @Option(help: "Payload bytes per request.")
