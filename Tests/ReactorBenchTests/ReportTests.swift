@@ -167,6 +167,36 @@ extension BenchTests.ReportTests {
     }
 }
 
+extension BenchTests.ReportTests {
+    @Test func theCommandShowsProgressASummaryAndWritesJSON() throws {
+        let server = try TestServer.start { _ in ByteEcho() }
+        defer { server.stop() }
+        let json = FileManager.default.temporaryDirectory.appendingPathComponent("bench-\(getpid()).json").path
+        defer { try? FileManager.default.removeItem(atPath: json) }
+        let child = try ChildProcess.reactor([
+            "bench", "127.0.0.1:\(server.port)", "--protocol", "int32", "--connections", "4", "--depth", "4",
+            "--duration", "1.3", "--warmup", "0", "--threads", "2", "--json", json,
+        ])
+        #expect(child.waitForExit(timeout: .seconds(10)) == 0, "\(child.standardError)")
+        #expect(child.standardOutput.contains("int32 requests, 4 connection(s) x 4 in flight x 64 B, closed loop, 2 thread(s)"))
+        #expect(child.standardOutput.contains("errors: 0"))
+        #expect(child.standardErrorLines.contains { $0.hasPrefix("[1s measure]") }, "one plain progress line off a terminal")
+        let object = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as? [String: Any]
+        #expect((object?["requests"] as? Int ?? 0) > 0)
+        #expect(object?["threads"] as? Int == 2)
+    }
+
+    @Test func theCommandRefusesWhatItCannotRun() throws {
+        for arguments in [["bench", "no-port"], ["bench", "127.0.0.1:7", "--protocol", "udp", "--size", "4"],
+                          ["bench", "suite"], ["bench", "suite", "--target", "x=nowhere"]] {
+            let child = try ChildProcess.reactor(arguments)
+            let status = child.waitForExit(timeout: .seconds(10))
+            #expect(status != nil && status != 0, "\(arguments)")
+            #expect(!child.standardError.isEmpty, "\(arguments) says why")
+        }
+    }
+}
+
 /// A line echo that knows nothing else: int32 frames never make a line it answers.
 final class LineEchoHandler: FrameHandler {
     func received(frame: RawSpan, on connection: FramedConnection) {
