@@ -19,9 +19,10 @@ final class BenchWorker {
     private let measureStart: UInt64
     private let end: UInt64
 
+    // Confined to the reactor thread and touched per request: no dynamic exclusivity checks.
+
     /// The time of the event being handled: taken once per read or timer tick and shared
     /// by every response in it.
-    // Confined to the reactor thread and touched per request: no dynamic exclusivity checks.
     @exclusivity(unchecked) var now: UInt64 = 0
     private(set) var isFinished = false
 
@@ -39,7 +40,8 @@ final class BenchWorker {
     private var timers: [ReactorTimer] = []
     private let finished: @Sendable (WorkerResult) -> Void
 
-    /// A worker for `connections` clients numbered from `firstIndex` of `totalConnections`.
+    /// A worker on `reactor`; `finished` receives its figures, on the reactor's thread,
+    /// when the measured window ends.
     init(
         reactor: Reactor, options: BenchOptions, address: SocketAddress, schedule: RunSchedule,
         progress: WorkerProgress, finished: @escaping @Sendable (WorkerResult) -> Void
@@ -58,7 +60,8 @@ final class BenchWorker {
         latency = LatencyRecorder(highestTrackable: (options.hardDeadline + .seconds(60)).nanoseconds)
     }
 
-    /// Creates the clients and timers; the clients connect at the scheduled start.
+    /// Creates the clients numbered `clientIndices` (of `options.connections` in all) and
+    /// the timers; the clients connect at the scheduled start.
     func start(clientIndices: Range<Int>) {
         for index in clientIndices {
             let seed = options.seed &* 0x1000_0001 &+ UInt64(index)
@@ -147,7 +150,6 @@ final class BenchWorker {
 
     func connectionOpened() { progress.openConnections.add(1, ordering: .relaxed) }
     func connectionClosed() { progress.openConnections.subtract(1, ordering: .relaxed) }
-    func firstAnswer() { progress.answeredConnections.add(1, ordering: .relaxed) }
 
     // MARK: - Timers
 

@@ -1,5 +1,3 @@
-import ReactorCore
-
 /// Errors seen during a run, by kind. None stops the run: a failed connection is
 /// reopened and the count goes on.
 public struct ErrorCounts: Sendable, Equatable {
@@ -59,14 +57,5 @@ public struct ErrorCounts: Sendable, Equatable {
         framing += other.framing
         lost += other.lost
         sendFailed += other.sendFailed
-    }
-
-    /// Counts a failed connect by its cause.
-    mutating func countConnectFailure(_ error: ReactorError) {
-        switch error.code {
-        case .connectionRefused: refused += 1
-        case .timedOut: connectTimeout += 1
-        default: connectFailed += 1
-        }
     }
 }

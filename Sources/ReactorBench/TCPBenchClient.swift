@@ -213,10 +213,7 @@ final class TCPBenchClient: BenchClient, ConnectionHandler, FrameHandler {
             closingOnPurpose = true
             borrowedConnection._withUnsafeGuaranteedRef { $0.close() }
         case .idle:
-            if !answered {
-                answered = true
-                worker.firstAnswer()
-            }
+            answered = true
         }
     }
 

@@ -9,8 +9,6 @@ final class WorkerProgress: Sendable {
     let errors = Atomic<Int>(0)
     /// Connections open now.
     let openConnections = Atomic<Int>(0)
-    /// Connections that have answered their first request (idle mode waits for all).
-    let answeredConnections = Atomic<Int>(0)
     /// The corrected p99 so far, in nanoseconds.
     let p99 = Atomic<UInt64>(0)
 }
