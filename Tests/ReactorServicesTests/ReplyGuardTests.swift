@@ -56,7 +56,8 @@ struct ReplyGuardTests {
         let client = try UDPTestClient()
         for index in 0..<20 { try client.send([UInt8(index)], to: server.udp) }
         let first = client.receiveAll()
-        #expect((5...6).contains(first.count), "\(first.count) replies to 20 datagrams with a burst of 5")
+        // 5, plus one per 100 ms the server took to handle the 20 (on a loaded machine).
+        #expect((5...7).contains(first.count), "\(first.count) replies to 20 datagrams with a burst of 5")
         #expect(first.first == [0], "the first datagrams are the ones answered")
         #expect(try await server.guardCounters().rateLimited >= 14)
 
