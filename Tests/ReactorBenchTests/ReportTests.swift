@@ -160,7 +160,9 @@ extension BenchTests.ReportTests {
         for outcome in outcomes {
             let result = try #require(outcome.result, "\(outcome.scenario.name): \(outcome.note ?? "")")
             #expect(result.requests > 0)
-            #expect(result.errors.total == 0)
+            // Loopback can still drop a datagram now and then; nothing else may fail.
+            #expect(result.errors.total - result.errors.lost == 0, "\(outcome.scenario.name): \(result.errors.nonZero)")
+            #expect(result.errors.lost <= Swift.max(1, result.requests / 100))
             #expect(result.serverCPUSeconds != nil)
             #expect((result.serverPeakRSSKiB ?? 0) > 0)
         }
