@@ -145,6 +145,23 @@ struct UDPSocketTests {
         #expect(counters.received == 600 && counters.sent == 600 && counters.sendDropped == 0)
     }
 
+    @Test("a run sent as one GSO message arrives as its datagrams, whether the kernel coalesces it or not",
+          arguments: [true, false])
+    func coalescedRun(receiveOffload: Bool) throws {
+        var options = UDPOptions()
+        options.receiveOffload = receiveOffload
+        let server = try UDPTestServer(options: options)
+        defer { server.stop() }
+        let client = try UDPTestClient()
+        let run = (0..<20).map { pattern(count: 100, offset: $0) } + [pattern(count: 37, offset: 99)]
+        try client.sendSegmented(run, to: server.address)
+        let replies = client.receiveAll()
+        #expect(replies == run)
+        let record = try #require(server.record.wait { $0.received.count == run.count })
+        #expect(record.received == run, "the handler saw each datagram on its own")
+        #expect(try server.counters().received == 21)
+    }
+
     @Test("a datagram longer than maxDatagramSize is reported with its real length, never passed on")
     func truncation() throws {
         var options = UDPOptions()

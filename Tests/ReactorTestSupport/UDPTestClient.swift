@@ -42,6 +42,40 @@ public final class UDPTestClient {
         guard sent == bytes.count else { throw TestFailure("sendto \(destination): \(String(cString: strerror(errno)))") }
     }
 
+    /// Sends equal-sized `datagrams` (the last may be shorter) as one UDP_SEGMENT (GSO)
+    /// message, as QUIC stacks and load generators do: the kernel splits it, and a
+    /// receiver with UDP_GRO may get it back in one piece.
+    public func sendSegmented(_ datagrams: [[UInt8]], to destination: SocketAddress) throws {
+        let whole = datagrams.flatMap { $0 }
+        var size = UInt16(datagrams[0].count)
+        let solUDP: Int32 = 17, udpSegment: Int32 = 103  // <netinet/udp.h>
+        let sent = whole.withUnsafeBytes { buffer in
+            withSockAddr(destination) { address, length in
+                var part = iovec(iov_base: UnsafeMutableRawPointer(mutating: buffer.baseAddress), iov_len: buffer.count)
+                let controlSize = MemoryLayout<cmsghdr>.size + 8
+                var control = [UInt8](repeating: 0, count: controlSize)
+                return control.withUnsafeMutableBytes { controlBytes in
+                    let header = controlBytes.baseAddress!.assumingMemoryBound(to: cmsghdr.self)
+                    header.pointee.cmsg_level = solUDP
+                    header.pointee.cmsg_type = udpSegment
+                    header.pointee.cmsg_len = MemoryLayout<cmsghdr>.size + MemoryLayout<UInt16>.size
+                    (controlBytes.baseAddress! + MemoryLayout<cmsghdr>.size).copyMemory(from: &size, byteCount: 2)
+                    return withUnsafeMutablePointer(to: &part) { partPointer in
+                        var message = msghdr()
+                        message.msg_name = UnsafeMutableRawPointer(mutating: address)
+                        message.msg_namelen = length
+                        message.msg_iov = partPointer
+                        message.msg_iovlen = 1
+                        message.msg_control = controlBytes.baseAddress
+                        message.msg_controllen = controlSize
+                        return sendmsg(fd, &message, 0)
+                    }
+                }
+            }
+        }
+        guard sent == whole.count else { throw TestFailure("sendmsg UDP_SEGMENT: \(String(cString: strerror(errno)))") }
+    }
+
     /// The next datagram and its sender's port, or nil when none comes within `timeout`.
     public func receive(timeout: Duration = .seconds(5)) -> (bytes: [UInt8], fromPort: Int)? {
         let deadline = Deadline(timeout)
