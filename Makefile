@@ -6,7 +6,7 @@ SWIFT ?= swift
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 REACTOR := .build/release/reactor
 
-.PHONY: all deps build release test demo bench bench-echo bench-framing bench-udp bench-micro fuzz fuzz-ci test-asan test-tsan clean
+.PHONY: all deps build release test demo bench bench-echo bench-framing bench-udp bench-micro fuzz fuzz-ci test-asan test-tsan soak soak-ci clean
 
 all: build
 
@@ -79,15 +79,26 @@ bench-udp: release
 bench-micro: deps
 	$(SWIFT) package --package-path Benchmarks/swift benchmark
 
-# libFuzzer targets for the framing decoders, FUZZ_SECONDS each (see Fuzz/run-fuzz.sh).
+# libFuzzer targets for the framing decoders (Fuzz/run-fuzz.sh) and the UDP services
+# (Fuzz/run-fuzz-udp.sh), FUZZ_SECONDS each.
 FUZZ_SECONDS ?= 30
 fuzz:
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) bash Fuzz/run-fuzz.sh
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) bash Fuzz/run-fuzz-udp.sh
 
 # The short run CI does: 15 s per decoder, enough to replay the corpus and catch a
 # regression without stretching CI (the issue's 60 s each would add minutes).
 fuzz-ci:
 	@FUZZ_SECONDS=15 bash Fuzz/run-fuzz.sh
+
+# Mixed load against reactor serve all for SOAK_SECONDS, then fds, RSS, lost bytes and a
+# clean SIGTERM checked (scripts/soak.sh); soak-ci is the short run CI does (~20 s).
+SOAK_SECONDS ?= 60
+soak: release
+	@SOAK_SECONDS=$(SOAK_SECONDS) REACTOR_BIN=$(REACTOR) bash scripts/soak.sh
+
+soak-ci: release
+	@SOAK_SECONDS=12 SOAK_WARMUP=4 REACTOR_BIN=$(REACTOR) bash scripts/soak.sh
 
 clean:
 	rm -rf .build Benchmarks/bin Benchmarks/results
