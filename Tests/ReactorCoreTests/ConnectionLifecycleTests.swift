@@ -248,12 +248,13 @@ struct ConnectionLifecycleTests {
     @Test("traffic keeps a connection with an idle timeout open")
     func activityDefersIdleTimeout() throws {
         var options = ConnectionOptions()
-        options.idleTimeout = .milliseconds(400)
+        options.idleTimeout = .seconds(1)
         let (server, logs) = try TestServer.probed(options, echo: true)
         defer { server.stop() }
         let client = try TestClient(connectingTo: server.address)
-        // 1 s of traffic, a byte every 40 ms: well over the timeout in total, never idle for it.
-        for _ in 0..<25 {
+        // 2 s of traffic, a byte every 40 ms: well over the timeout in total, never idle for
+        // it, with room for a loaded machine to stall the test thread now and then.
+        for _ in 0..<50 {
             try client.send([42])
             #expect(try client.receive(count: 1) == [42])
             usleep(40_000)
