@@ -260,7 +260,7 @@ soak: ${ELAPSED}s of mixed load after ${SOAK_WARMUP}s of warm-up (reactor: $REAC
   bad frames         $BAD offending connections closed, the good one answered throughout
   resets             $RESETS clients reset mid-stream
   other services     $MISC
-  UDP sources        $SOURCES requests from distinct 127.1.x.y sources; $(grep -o 'UDP replies: .*' "$WORK/all.err" | tail -1)
+  UDP sources        $SOURCES daytime requests from 8192 source addresses (127.1.x.y) in turn; $(grep -o 'UDP replies: .*' "$WORK/all.err" | tail -1)
 EOF
 if ((${#FAILURES[@]} == 0)); then
     echo "soak: PASS"
