@@ -23,24 +23,28 @@ public struct ReactorService: Service, CustomStringConvertible {
     public let name: String
     /// How long connections may take to flush on graceful shutdown.
     public let shutdownTimeout: Duration
+    /// The reactor's ``ReactorCore/Reactor/outputBudget``.
+    public let outputBudget: Int
     private let logger: Logger
     private let setup: @Sendable (Reactor) throws -> Void
 
     /// A service that runs `setup` on a new reactor, then the reactor's loop.
     public init(
         name: String = "reactor", logger: Logger = Logger(label: "reactor"),
-        shutdownTimeout: Duration = .seconds(10), setup: @escaping @Sendable (Reactor) throws -> Void
+        shutdownTimeout: Duration = .seconds(10), outputBudget: Int = Reactor.defaultOutputBudget,
+        setup: @escaping @Sendable (Reactor) throws -> Void
     ) {
         self.name = name
         self.logger = logger
         self.shutdownTimeout = shutdownTimeout
+        self.outputBudget = outputBudget
         self.setup = setup
     }
 
     public var description: String { name }
 
     public func run() async throws {
-        let (thread, _) = try ReactorThread.start(name: name, logger: logger, setup: setup)
+        let (thread, _) = try ReactorThread.start(name: name, logger: logger, outputBudget: outputBudget, setup: setup)
         let handle = thread.handle
         let timeout = shutdownTimeout
         await withTaskCancellationHandler {
