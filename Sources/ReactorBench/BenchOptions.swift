@@ -14,11 +14,13 @@ public struct BenchOptions: Sendable, Equatable {
         case idle
     }
 
-    /// The server, `host` and `port`.
+    /// The server's address or name.
     public var host: String = "127.0.0.1"
+    /// The server's port (TCP, or UDP for ``BenchProtocol/udp``).
     public var port: Int = 7007
     /// How requests are framed (and whether over TCP or UDP).
     public var `protocol`: BenchProtocol = .raw
+    /// What each client does in a loop.
     public var mode: Mode = .requests
     /// Connections (UDP: sockets) in total, spread over the threads.
     public var connections: Int = 50

@@ -4,15 +4,23 @@ import Foundation
 public struct BenchResult: Sendable {
     /// `HOST:PORT` as given.
     public var target: String
+    /// See ``BenchOptions/protocol``.
     public var `protocol`: BenchProtocol
+    /// See ``BenchOptions/mode``.
     public var mode: BenchOptions.Mode
+    /// See ``BenchOptions/connections``.
     public var connections: Int
+    /// See ``BenchOptions/depth``.
     public var depth: Int
+    /// See ``BenchOptions/size``.
     public var size: Int
     /// The requested rate (open loop), nil in closed loop.
     public var rate: Double?
+    /// See ``BenchOptions/threads``.
     public var threads: Int
+    /// The measured window in seconds.
     public var durationSeconds: Double
+    /// The warmup in seconds.
     public var warmupSeconds: Double
     /// Responses verified in the measured window.
     public var requests: Int
@@ -43,9 +51,10 @@ public struct BenchResult: Sendable {
     public var serverCPUSeconds: Double?
     /// The server's peak resident set in KiB, VmHWM (with a server pid).
     public var serverPeakRSSKiB: Int?
-    /// Idle mode: connections open at the end, and the server's resident memory growth
-    /// per connection in bytes (with a server pid).
+    /// Idle mode: connections open at the end.
     public var idleConnections: Int?
+    /// Idle mode: the server's resident memory growth per connection in bytes (with a
+    /// server pid).
     public var serverRSSPerConnectionBytes: Double?
 
     /// Client CPU as a share of the cores it had (1.0 = all of them busy all the time).

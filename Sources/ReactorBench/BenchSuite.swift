@@ -5,16 +5,21 @@ import Foundation
 public struct BenchSuite {
     /// What to run and where to write.
     public struct Configuration: Sendable {
+        /// The servers, in report order.
         public var targets: [SuiteTarget] = []
         /// The target the ratios are against (default: the first).
         public var baseline: String?
+        /// The scenarios to run (default: all).
         public var scenarios: [SuiteScenario] = SuiteScenario.all
+        /// Where the report goes.
         public var outputFolder: String = "bench-results"
         /// Seconds measured per scenario, and warmup.
         public var duration: Duration = .seconds(5)
+        /// Warmup per scenario.
         public var warmup: Duration = .seconds(1)
         /// CPUs for spawned servers (taskset) and for this client; nil leaves them unpinned.
         public var serverCPUs: String? = "0"
+        /// CPUs for this client.
         public var clientCPUs: String? = "1"
         /// The command line, for the report.
         public var commandLine: String = ""
@@ -25,12 +30,17 @@ public struct BenchSuite {
 
     /// One cell of the table: a target's run of a scenario, or why there is none.
     public struct Outcome: Sendable {
+        /// The target's name.
         public var target: String
+        /// What ran.
         public var scenario: SuiteScenario
+        /// The figures; nil when the scenario was skipped or failed.
         public var result: BenchResult?
+        /// Why it was skipped, or what to know about the figures.
         public var note: String?
     }
 
+    /// What it runs.
     public let configuration: Configuration
     private let log: (String) -> Void
 

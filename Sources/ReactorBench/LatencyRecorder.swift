@@ -40,11 +40,17 @@ public struct LatencyRecorder: Sendable {
 
 /// Latency percentiles in microseconds, as the report and the JSON show them.
 public struct LatencySummary: Sendable, Equatable, Codable {
+    /// The median.
     public var p50: Double
+    /// The 90th percentile.
     public var p90: Double
+    /// The 99th percentile.
     public var p99: Double
+    /// The 99.9th percentile.
     public var p999: Double
+    /// The 99.99th percentile.
     public var p9999: Double
+    /// The largest latency recorded.
     public var max: Double
 
     /// The percentiles of a histogram of nanoseconds (all zero when it is empty).

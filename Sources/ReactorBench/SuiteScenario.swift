@@ -28,6 +28,7 @@ public struct SuiteScenario: Sendable, Equatable {
     public let title: String
     /// What replaces `{framing}` in a spawn command: raw, line or int32.
     public let framing: String
+    /// Its headline figure.
     public let metric: Metric
     /// The options, before target and timing are filled in.
     public let template: BenchOptions

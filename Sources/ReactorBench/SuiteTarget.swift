@@ -12,6 +12,7 @@ public struct SuiteTarget: Sendable, Equatable {
         /// Names of the scenarios it serves; nil for all.
         public var scenarios: Set<String>?
 
+        /// A command serving `scenarios` (scenario names; nil for all).
         public init(_ text: String, scenarios: Set<String>? = nil) {
             self.text = text
             self.scenarios = scenarios
@@ -22,8 +23,9 @@ public struct SuiteTarget: Sendable, Equatable {
 
     /// The name in tables, charts and file names.
     public var name: String
-    /// Where a running target listens.
+    /// Where a running target listens: its host.
     public var host: String
+    /// Its port.
     public var port: Int?
     /// A running target's process id, for CPU and memory figures.
     public var pid: Int32?
