@@ -7,8 +7,9 @@
 // (127.0.0.1 and ::1), and every reply is a real sendmmsg. A fuzzed sender is a loopback
 // address, 127.77.0.X (IPv4) or ::1 (IPv6), with the fuzzed port, so replies stay on this
 // host. For IPv4 senders the fuzzer binds a socket on that very address and port (when it
-// is free) and reads each reply the kernel delivers; every reply is also counted and sized
-// through the server socket's counters, whether or not anyone listens on its destination.
+// is free), connected to the server socket, and reads each reply the kernel delivers; IPv6
+// senders (::1) have no such socket. Every reply is also counted and sized through the
+// server socket's counters, whether or not anyone listens on its destination.
 // The handlers are called directly on this thread (the reactor is made here and never
 // runs, so this thread owns it); the guard's clock is the fuzzed clock its API takes.
 //
@@ -117,10 +118,20 @@ final class Rig {
         bound.sin_family = sa_family_t(AF_INET)
         bound.sin_port = in_port_t(UInt16(address.port).bigEndian)
         inet_pton(AF_INET, address.ip, &bound.sin_addr)
+        // Connected to the server socket, so that only its replies arrive: another fuzzer
+        // running at the same time sends to the same loopback addresses.
+        var server = sockaddr_in()
+        server.sin_family = sa_family_t(AF_INET)
+        server.sin_port = in_port_t(UInt16(v4.localAddress.port).bigEndian)
+        inet_pton(AF_INET, "127.0.0.1", &server.sin_addr)
+        let length = socklen_t(MemoryLayout<sockaddr_in>.size)
         let status = withUnsafePointer(to: &bound) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
         }
-        if status != 0 {
+        let connected = status == 0 && withUnsafePointer(to: &server) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, length) }
+        } == 0
+        if !connected {
             close(fd)
             fd = -1
         }
