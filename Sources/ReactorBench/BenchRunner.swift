@@ -54,11 +54,14 @@ public enum BenchRunner {
             }
         }
 
-        // Measured-window samples of CPU, taken as close to its edges as a sleeping thread can.
-        sleep(until: schedule.measureStart)
+        // Progress through the warmup, then the measured window; CPU is sampled at the
+        // window's edges, as close as a sleeping thread gets.
+        let reporter = ProgressReporter(schedule: schedule, workers: threads.map(\.1), progress: progress)
+        sleep(until: schedule.start)
+        reporter.report(until: schedule.measureStart)
         let clientCPUStart = ProcessStats.ownCPUSeconds()
         let serverCPUStart = options.serverPID.flatMap { ProcessStats.cpuSeconds(pid: $0) }
-        reportProgress(until: schedule.end, schedule: schedule, threads: threads.map(\.1), progress: progress)
+        reporter.report(until: schedule.end)
         let clientCPU = ProcessStats.ownCPUSeconds() - clientCPUStart
         let serverCPUEnd = options.serverPID.flatMap { ProcessStats.cpuSeconds(pid: $0) }
         let peakRSS = options.serverPID.flatMap { ProcessStats.memoryKiB(pid: $0, field: "VmHWM") }
@@ -124,34 +127,49 @@ public enum BenchRunner {
         return start..<(start + base + (thread < extra ? 1 : 0))
     }
 
-    private static func sleep(until deadline: UInt64) {
+    static func sleep(until deadline: UInt64) {
         let now = monotonicNanoseconds()
         guard deadline > now else { return }
         var request = timespec(tv_sec: Int((deadline - now) / 1_000_000_000), tv_nsec: Int((deadline - now) % 1_000_000_000))
         var remaining = timespec()
         while nanosleep(&request, &remaining) != 0, errno == EINTR { request = remaining }
     }
+}
 
-    /// Sleeps to `end`, waking once a second to sum the workers' progress.
-    private static func reportProgress(
-        until end: UInt64, schedule: RunSchedule, threads: [WorkerProgress], progress: ((ProgressSnapshot) -> Void)?
-    ) {
-        var lastRequests = 0
-        var lastTime = monotonicNanoseconds()
+/// Sums the workers' progress once a second for the progress callback.
+private final class ProgressReporter {
+    private let schedule: RunSchedule
+    private let workers: [WorkerProgress]
+    private let progress: ((ProgressSnapshot) -> Void)?
+    private var lastResponses = 0
+    private var lastTime: UInt64
+
+    init(schedule: RunSchedule, workers: [WorkerProgress], progress: ((ProgressSnapshot) -> Void)?) {
+        self.schedule = schedule
+        self.workers = workers
+        self.progress = progress
+        lastTime = schedule.start
+    }
+
+    /// Sleeps to `end`, waking a second after the last report to report again.
+    func report(until end: UInt64) {
         while true {
-            let now = monotonicNanoseconds()
-            guard now < end else { return }
-            sleep(until: Swift.min(end, now + 1_000_000_000))
-            guard let progress else { continue }
+            let next = lastTime + 1_000_000_000
+            guard next <= end else {
+                BenchRunner.sleep(until: end)
+                return
+            }
+            BenchRunner.sleep(until: next)
             let time = monotonicNanoseconds()
-            let requests = threads.reduce(0) { $0 + $1.requests.load(ordering: .relaxed) }
-            progress(ProgressSnapshot(
+            let responses = workers.reduce(0) { $0 + $1.responses.load(ordering: .relaxed) }
+            progress?(ProgressSnapshot(
                 elapsed: Double(time - schedule.start) / 1e9, warmingUp: time < schedule.measureStart,
-                requests: requests, rate: Double(requests - lastRequests) / (Double(time - lastTime) / 1e9),
-                p99: Double(threads.map { $0.p99.load(ordering: .relaxed) }.max() ?? 0) / 1000,
-                errors: threads.reduce(0) { $0 + $1.errors.load(ordering: .relaxed) },
-                openConnections: threads.reduce(0) { $0 + $1.openConnections.load(ordering: .relaxed) }))
-            lastRequests = requests
+                requests: workers.reduce(0) { $0 + $1.requests.load(ordering: .relaxed) },
+                rate: Double(responses - lastResponses) / (Double(time - lastTime) / 1e9),
+                p99: Double(workers.map { $0.p99.load(ordering: .relaxed) }.max() ?? 0) / 1000,
+                errors: workers.reduce(0) { $0 + $1.errors.load(ordering: .relaxed) },
+                openConnections: workers.reduce(0) { $0 + $1.openConnections.load(ordering: .relaxed) }))
+            lastResponses = responses
             lastTime = time
         }
     }

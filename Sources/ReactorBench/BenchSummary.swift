@@ -48,7 +48,8 @@ public enum BenchSummary {
     /// One progress line: elapsed time, phase, rate, p99 so far, errors, connections.
     public static func progressLine(_ snapshot: ProgressSnapshot) -> String {
         let phase = snapshot.warmingUp ? "warmup" : "measure"
-        return "[\(fixed(snapshot.elapsed, 0))s \(phase)] \(number(snapshot.rate)) req/s  p99 \(fixed(snapshot.p99, 1)) µs  "
+        let p99 = snapshot.requests > 0 ? "\(fixed(snapshot.p99, 1)) µs" : "-"
+        return "[\(fixed(snapshot.elapsed, 0))s \(phase)] \(number(snapshot.rate)) req/s  p99 \(p99)  "
             + "responses \(snapshot.requests)  errors \(snapshot.errors)  open \(snapshot.openConnections)"
     }
 

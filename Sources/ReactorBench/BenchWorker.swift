@@ -30,6 +30,8 @@ final class BenchWorker {
     @exclusivity(unchecked) private(set) var requests = 0
     @exclusivity(unchecked) private(set) var sent = 0
     @exclusivity(unchecked) private(set) var responseBytes = 0
+    /// Every verified response, warmup included: the progress line's rate.
+    @exclusivity(unchecked) private var responses = 0
     /// Responses to measured requests that arrived after the end of the window but
     /// before the clients stopped: neither counted nor lost.
     private(set) var answeredAfterEnd = 0
@@ -105,6 +107,7 @@ final class BenchWorker {
     /// A request's response arrived and matched.
     @inline(__always)
     func completed(intended: UInt64, sent sentAt: UInt64, bytes: Int) {
+        responses &+= 1
         guard intended >= measureStart else { return }
         guard now <= end else {
             answeredAfterEnd &+= 1
@@ -158,6 +161,7 @@ final class BenchWorker {
         now = monotonicNanoseconds()
         for client in clients { client.expire(olderThan: now &- Swift.min(now, requestTimeout)) }
         progress.requests.store(requests, ordering: .relaxed)
+        progress.responses.store(responses, ordering: .relaxed)
         progress.errors.store(errors.total + warmupErrors.total, ordering: .relaxed)
     }
 

@@ -5,6 +5,8 @@ import Synchronization
 final class WorkerProgress: Sendable {
     /// Responses verified in the measured window so far.
     let requests = Atomic<Int>(0)
+    /// Verified responses so far, warmup included.
+    let responses = Atomic<Int>(0)
     /// Errors so far (warmup included).
     let errors = Atomic<Int>(0)
     /// Connections open now.
@@ -21,7 +23,7 @@ public struct ProgressSnapshot: Sendable {
     public var warmingUp: Bool
     /// Responses verified in the measured window so far.
     public var requests: Int
-    /// Requests per second over the last interval.
+    /// Responses per second over the last interval (warmup included).
     public var rate: Double
     /// The largest p99 of the workers so far, in microseconds.
     public var p99: Double
