@@ -212,6 +212,9 @@ ALL_FDS2=$(fds "$ALL_PID")
 LINE_FDS2=$(fds "$LINE_PID")
 ALL_RSS2=$(rss_kb "$ALL_PID")
 LINE_RSS2=$(rss_kb "$LINE_PID")
+# Fewer than after the warm-up would mean a listener or UDP socket was lost.
+((ALL_FDS2 == ALL_FDS1)) || fail_check "serve all: $ALL_FDS2 descriptors after the soak, $ALL_FDS1 after the warm-up"
+((LINE_FDS2 == LINE_FDS1)) || fail_check "line echo: $LINE_FDS2 descriptors after the soak, $LINE_FDS1 after the warm-up"
 for server in "ALL serve all" "LINE line echo"; do
     before=${server%% *}_RSS1 after=${server%% *}_RSS2
     if ((${!after} * 100 > ${!before} * (100 + SOAK_RSS_SLACK))); then
