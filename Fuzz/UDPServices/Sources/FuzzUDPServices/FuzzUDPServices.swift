@@ -117,15 +117,19 @@ final class Senders {
         }
     }
 
+    /// Closes every socket once there are 512, to stay under the descriptor limit; call it
+    /// before taking the sockets one request or one group needs.
+    func trim() {
+        guard sockets.count >= 512 else { return }
+        for fd in sockets.values where fd >= 0 { close(fd) }
+        sockets.removeAll(keepingCapacity: true)
+    }
+
     /// The socket bound on `address`, or nil when it cannot be bound (port 0, a port some
     /// other program holds).
     func socket(for address: SocketAddress) -> Int32? {
         guard address.family == .ipv4, address.port != 0 else { return nil }
         if let fd = sockets[address] { return fd >= 0 ? fd : nil }
-        if sockets.count >= 512 {
-            for fd in sockets.values where fd >= 0 { close(fd) }
-            sockets.removeAll(keepingCapacity: true)
-        }
         var fd = Glibc.socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         check(fd >= 0, "socket: errno \(errno)")
         var local = sockaddr_in()
@@ -361,6 +365,7 @@ struct Oracle {
 func handleDirectly(_ request: Request, handlers: [any DatagramHandler], oracle: inout Oracle, time: UInt64) {
     let isV6 = request.sender.family == .ipv6
     guard let socket = isV6 ? direct.v6 : direct.v4 else { return }
+    direct.senders.trim()
     let receiver = direct.senders.socket(for: request.sender)
     oracle.seen(request.sender, at: time)
     let before = socket.counters
@@ -388,6 +393,7 @@ func handleDirectly(_ request: Request, handlers: [any DatagramHandler], oracle:
 func sendOverWire(_ group: [Request], handlers: [any DatagramHandler], oracle: inout Oracle, time: UInt64) {
     var routed: [(Request, Int32)] = []
     var routes: [SocketAddress: any DatagramHandler] = [:]
+    wire.senders.trim()
     for request in group {
         guard let fd = wire.senders.socket(for: request.sender) else { continue }
         routed.append((request, fd))
