@@ -30,6 +30,7 @@ BIN=$HERE/bin
 LOADGEN=$BIN/loadgen
 
 SERVER_PID=
+SERVER_NAME=
 LOADGEN_PID=
 WORK=$(mktemp -d "/tmp/$BENCH.XXXXXX")
 
@@ -66,6 +67,7 @@ ensure_reactor() {
 # "listening PROTO HOST:PORT ..." line (PROTO tcp, the default, or udp).
 start_server() {
     local name=$1 proto=${2:-tcp} out=$WORK/$1.out i line
+    SERVER_NAME=$name
     : >"$out"
     # shellcheck disable=SC2046
     taskset -c "$SERVER_CPU" $(server_command "$name") >"$out" 2>"$WORK/$name.err" &
@@ -151,9 +153,9 @@ measure() {
         if [[ $rc -ne 0 ]]; then
             cat "$out.err" >&2
             if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-                wait "$SERVER_PID" || say "$name exited with status $? during the run; its stderr ends:"
+                wait "$SERVER_PID" || say "$SERVER_NAME exited with status $? during the run; its stderr ends:"
                 SERVER_PID=
-                tail -20 "$WORK/$name.err" >&2
+                tail -20 "$WORK/$SERVER_NAME.err" >&2
             fi
             die "loadgen against $name failed (status $rc)"
         fi
