@@ -14,10 +14,6 @@ public struct UDPOptions: Sendable, Equatable {
     /// (default on; only datagrams up to 1232 bytes, so no segment exceeds a path's MTU).
     /// Turned off by itself, for the socket, if the kernel refuses it.
     public var segmentationOffload: Bool = true
-    /// Let the kernel hand over a run of datagrams from one sender (sent as one GSO message)
-    /// in one receive (UDP_GRO); they are split here into the same datagrams (default on).
-    /// Only used with ``maxDatagramSize`` 65,536, since such a run can fill 64 KiB.
-    public var receiveOffload: Bool = true
     /// SO_REUSEADDR (default on).
     public var reuseAddress: Bool = true
     /// SO_REUSEPORT: let several sockets bind the same port (default off).

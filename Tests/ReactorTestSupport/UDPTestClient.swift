@@ -43,8 +43,7 @@ public final class UDPTestClient {
     }
 
     /// Sends equal-sized `datagrams` (the last may be shorter) as one UDP_SEGMENT (GSO)
-    /// message, as QUIC stacks and load generators do: the kernel splits it, and a
-    /// receiver with UDP_GRO may get it back in one piece.
+    /// message, as QUIC stacks and load generators do; the kernel splits it.
     public func sendSegmented(_ datagrams: [[UInt8]], to destination: SocketAddress) throws {
         let whole = datagrams.flatMap { $0 }
         var size = UInt16(datagrams[0].count)
