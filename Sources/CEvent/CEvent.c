@@ -48,6 +48,10 @@ ssize_t cevent_send3(int fd,
 int cevent_recv_batch(int fd, cevent_datagram *datagrams, unsigned int count) {
     struct mmsghdr messages[CEVENT_DATAGRAM_BATCH_MAX];
     struct iovec parts[CEVENT_DATAGRAM_BATCH_MAX];
+    union {
+        char space[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } controls[CEVENT_DATAGRAM_BATCH_MAX];
     if (count > CEVENT_DATAGRAM_BATCH_MAX) count = CEVENT_DATAGRAM_BATCH_MAX;
     for (unsigned int i = 0; i < count; i++) {
         parts[i].iov_base = datagrams[i].data;
@@ -57,6 +61,8 @@ int cevent_recv_batch(int fd, cevent_datagram *datagrams, unsigned int count) {
         messages[i].msg_hdr.msg_namelen = sizeof datagrams[i].address;
         messages[i].msg_hdr.msg_iov = &parts[i];
         messages[i].msg_hdr.msg_iovlen = 1;
+        messages[i].msg_hdr.msg_control = controls[i].space;
+        messages[i].msg_hdr.msg_controllen = sizeof controls[i].space;
     }
     int received = recvmmsg(fd, messages, count, MSG_DONTWAIT | MSG_TRUNC, NULL);
     for (int i = 0; i < received; i++) {
@@ -68,8 +74,21 @@ int cevent_recv_batch(int fd, cevent_datagram *datagrams, unsigned int count) {
         if ((header->msg_flags & MSG_TRUNC) && datagrams[i].length <= datagrams[i].capacity) {
             datagrams[i].length = (unsigned int)datagrams[i].capacity + 1;
         }
+        datagrams[i].segment_size = 0;
+        for (struct cmsghdr *control = CMSG_FIRSTHDR(header); control; control = CMSG_NXTHDR(header, control)) {
+            if (control->cmsg_level == SOL_UDP && control->cmsg_type == UDP_GRO) {
+                int size;
+                memcpy(&size, CMSG_DATA(control), sizeof size);
+                if (size > 0) datagrams[i].segment_size = (unsigned int)size;
+            }
+        }
     }
     return received;
+}
+
+int cevent_enable_receive_offload(int fd) {
+    int on = 1;
+    return setsockopt(fd, SOL_UDP, UDP_GRO, &on, sizeof on);
 }
 
 /// Datagrams this long or shorter may share a UDP_SEGMENT send: under the IPv6 minimum

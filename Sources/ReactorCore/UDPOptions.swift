@@ -14,8 +14,14 @@ public struct UDPOptions: Sendable, Equatable {
     /// (default on; only datagrams up to 1232 bytes, so no segment exceeds a path's MTU).
     /// Turned off by itself, for the socket, if the kernel refuses it.
     public var segmentationOffload: Bool = true
-    /// SO_REUSEADDR (default on).
-    public var reuseAddress: Bool = true
+    /// Let the kernel hand over a run of datagrams a sender sent as one GSO message in one
+    /// receive (UDP_GRO); they are split here into the same datagrams (default on). Only
+    /// used with ``maxDatagramSize`` 65,536, since such a run can fill 64 KiB.
+    public var receiveOffload: Bool = true
+    /// SO_REUSEADDR (default off). For UDP this does not skip a TIME_WAIT as it does for
+    /// TCP: it lets other sockets bind the same address and port and take its datagrams,
+    /// and a bind to port 0 may then be given a port another such socket holds.
+    public var reuseAddress: Bool = false
     /// SO_REUSEPORT: let several sockets bind the same port (default off).
     public var reusePort: Bool = false
     /// IPV6_V6ONLY for IPv6 sockets (default on), so `::` and `0.0.0.0` can be bound side by side.
@@ -51,6 +57,9 @@ public struct UDPCounters: Sendable, Equatable {
     public var receivedBytes = 0
     /// Datagrams longer than ``UDPOptions/maxDatagramSize``, dropped.
     public var truncated = 0
+    /// Receives that carried a run of datagrams the kernel coalesced (UDP_GRO, see
+    /// ``UDPOptions/receiveOffload``); their datagrams count in ``received`` one by one.
+    public var coalesced = 0
     /// Failed receives (an ICMP error queued on the socket, for example).
     public var receiveErrors = 0
     /// Datagrams the kernel accepted for sending.

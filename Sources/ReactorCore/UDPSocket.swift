@@ -9,7 +9,8 @@ import Glibc
 /// its ``DatagramHandler``. Made by ``Reactor/bindUDP(host:port:options:handler:)`` or
 /// ``Reactor/connectUDP(to:options:handler:)``.
 ///
-/// Receiving takes up to ``UDPOptions/receiveBatch`` datagrams per `recvmmsg`, and at most
+/// Receiving takes up to ``UDPOptions/receiveBatch`` datagrams per `recvmmsg` (each may be
+/// a run of datagrams coalesced by the kernel, ``UDPOptions/receiveOffload``), and at most
 /// ``UDPOptions/maxBatchesPerWakeup`` batches before the loop turns to other sockets.
 /// Replies sent from inside ``DatagramHandler/received(_:from:on:)`` go out together in
 /// one `sendmmsg` when the batch has been handled; other sends go out at once. Runs of
@@ -253,10 +254,25 @@ public final class UDPSocket {
             handler.truncated(length: length, from: sender, on: self)
             return
         }
-        counters.received &+= 1
-        counters.receivedBytes &+= length
-        let bytes = unsafe RawSpan(_unsafeBytes: UnsafeRawBufferPointer(start: slot.pointee.data, count: length))
-        handler.received(bytes, from: sender, on: self)
+        let segment = Int(slot.pointee.segment_size)
+        guard segment > 0, length > segment else {
+            counters.received &+= 1
+            counters.receivedBytes &+= length
+            let bytes = unsafe RawSpan(_unsafeBytes: UnsafeRawBufferPointer(start: slot.pointee.data, count: length))
+            handler.received(bytes, from: sender, on: self)
+            return
+        }
+        // A UDP_GRO run: datagrams of `segment` bytes, the last maybe shorter.
+        counters.coalesced &+= 1
+        var offset = 0
+        while offset < length, isOpen {
+            let size = Swift.min(segment, length - offset)
+            counters.received &+= 1
+            counters.receivedBytes &+= size
+            let bytes = unsafe RawSpan(_unsafeBytes: UnsafeRawBufferPointer(start: slot.pointee.data! + offset, count: size))
+            handler.received(bytes, from: sender, on: self)
+            offset += size
+        }
     }
 
     private func receiveFailed(errno error: Int32) {
@@ -402,6 +418,8 @@ extension Reactor {
         if address.family == .ipv6 { try option(Int32(IPPROTO_IPV6), IPV6_V6ONLY, options.ipv6Only ? 1 : 0) }
         if let size = options.receiveBufferSize { try option(SOL_SOCKET, SO_RCVBUF, size) }
         if let size = options.sendBufferSize { try option(SOL_SOCKET, SO_SNDBUF, size) }
+        // Without UDP_GRO the kernel splits a coalesced run itself, so failing here only costs speed.
+        if options.receiveOffload, options.maxDatagramSize == 65_536 { _ = cevent_enable_receive_offload(fd) }
         return fd
     }
 }

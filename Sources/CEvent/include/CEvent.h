@@ -41,13 +41,15 @@ ssize_t cevent_send3(int fd,
 
 /// One datagram of a batch, laid out so Swift reads it without calls. For a receive,
 /// `data`/`capacity` name the slot to fill, and the kernel fills `address` (the sender),
-/// and `length` (the datagram's real size: more than `capacity` means it was truncated).
-/// For a send, `data`/`length` are the payload and `address` the destination
-/// (`address_length` 0: the connected peer).
+/// `length` (the datagram's real size: more than `capacity` means it was truncated) and
+/// `segment_size` (nonzero when UDP_GRO coalesced several datagrams of that size, the
+/// last maybe shorter, from one sender into the slot). For a send, `data`/`length` are
+/// the payload and `address` the destination (`address_length` 0: the connected peer).
 typedef struct {
     struct sockaddr_storage address;
     socklen_t address_length;
     unsigned int length;
+    unsigned int segment_size;
     void *data;
     size_t capacity;
 } cevent_datagram;
@@ -56,7 +58,8 @@ typedef struct {
 #define CEVENT_DATAGRAM_BATCH_MAX 64
 
 /// recvmmsg without blocking, with MSG_TRUNC so a datagram longer than its slot reports
-/// its real length. Returns how many slots were filled (at most `count`, at most
+/// its real length, and the UDP_GRO segment size read from each message's control data.
+/// Returns how many slots were filled (at most `count`, at most
 /// CEVENT_DATAGRAM_BATCH_MAX), or -1 with errno.
 int cevent_recv_batch(int fd, cevent_datagram *datagrams, unsigned int count);
 
@@ -66,6 +69,10 @@ int cevent_recv_batch(int fd, cevent_datagram *datagrams, unsigned int count);
 /// datagrams (up to 1232 bytes) to one destination go as one UDP_SEGMENT message; a
 /// kernel that refuses that clears `*segment` and the batch goes datagram by datagram.
 int cevent_send_batch(int fd, const cevent_datagram *datagrams, unsigned int count, int *segment);
+
+/// Asks the kernel to coalesce runs of datagrams from one sender into one receive
+/// (UDP_GRO). Returns 0, or -1 with errno when the kernel cannot.
+int cevent_enable_receive_offload(int fd);
 
 /// A non-blocking, close-on-exec eventfd: the reactor's wake-up from other threads.
 int cevent_eventfd(void);
