@@ -59,6 +59,26 @@ final class ServiceServer: Sendable {
         try await thread.handle.submit { [state] _ in body(state.value) }
     }
 
+    /// Runs `body` on the reactor thread and blocks until it returns (at most `timeout`),
+    /// for tests that poll: a blocked thread of its own keeps polling on time even when
+    /// busy tests hold every thread of Swift's cooperative pool.
+    func onReactorBlocking<T: Sendable>(
+        timeout: Duration = .seconds(5), _ body: @escaping @Sendable (State) -> T
+    ) throws -> T {
+        let result = Locked<T?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        let posted = thread.handle.execute { [state] _ in
+            result.set(body(state.value))
+            done.signal()
+        }
+        guard posted else { throw TestFailure("the reactor has stopped") }
+        guard done.wait(timeout: .now() + .milliseconds(Int(timeout.components.seconds * 1000))) == .success,
+              let value = result.value else {
+            throw TestFailure("the reactor did not run the job within \(timeout)")
+        }
+        return value
+    }
+
     /// The UDP socket's counters.
     func udpCounters() async throws -> UDPCounters {
         try await onReactor { $0.socket?.counters ?? UDPCounters() }
