@@ -90,6 +90,7 @@ fuzz:
 # regression without stretching CI (the issue's 60 s each would add minutes).
 fuzz-ci:
 	@FUZZ_SECONDS=15 bash Fuzz/run-fuzz.sh
+	@FUZZ_SECONDS=15 bash Fuzz/run-fuzz-udp.sh
 
 # Mixed load against reactor serve all for SOAK_SECONDS, then fds, RSS, lost bytes and a
 # clean SIGTERM checked (scripts/soak.sh); soak-ci is the short run CI does (~20 s).
