@@ -22,7 +22,7 @@ public enum BenchRunner {
             throw BenchError("cannot resolve \(options.host): \(error)")
         }
         let rssBefore = options.serverPID.flatMap { ProcessStats.memoryKiB(pid: $0, field: "VmRSS") }
-        let schedule = RunSchedule(start: monotonicNanoseconds() + 100_000_000, warmup: options.warmup, duration: options.duration)
+        let schedule = RunSchedule(start: Reactor.now + 100_000_000, warmup: options.warmup, duration: options.duration)
         let results = Mutex<[WorkerResult]>([])
         let done = DispatchSemaphore(value: 0)
         var threads: [(ReactorThread, WorkerProgress)] = []
@@ -128,7 +128,7 @@ public enum BenchRunner {
     }
 
     static func sleep(until deadline: UInt64) {
-        let now = monotonicNanoseconds()
+        let now = Reactor.now
         guard deadline > now else { return }
         var request = timespec(tv_sec: Int((deadline - now) / 1_000_000_000), tv_nsec: Int((deadline - now) % 1_000_000_000))
         var remaining = timespec()
@@ -160,7 +160,7 @@ private final class ProgressReporter {
                 return
             }
             BenchRunner.sleep(until: next)
-            let time = monotonicNanoseconds()
+            let time = Reactor.now
             let responses = workers.reduce(0) { $0 + $1.responses.load(ordering: .relaxed) }
             progress?(ProgressSnapshot(
                 elapsed: Double(time - schedule.start) / 1e9, warmingUp: time < schedule.measureStart,

@@ -79,12 +79,12 @@ final class BenchWorker {
             }
             clients.append(client)
         }
-        let startDelay = Duration.nanoseconds(Int64(schedule.start &- Swift.min(schedule.start, monotonicNanoseconds())))
+        let startDelay = Duration.nanoseconds(Int64(schedule.start &- Swift.min(schedule.start, Reactor.now)))
         timers.append(reactor.schedule(after: startDelay) { [self] _ in
-            now = monotonicNanoseconds()
+            now = Reactor.now
             for client in clients { client.connect() }
         })
-        timers.append(reactor.schedule(after: .nanoseconds(Int64(schedule.end - Swift.min(schedule.end, monotonicNanoseconds())))) {
+        timers.append(reactor.schedule(after: .nanoseconds(Int64(schedule.end - Swift.min(schedule.end, Reactor.now)))) {
             [self] _ in finish()
         })
         timers.append(reactor.schedule(after: .milliseconds(100), repeating: .milliseconds(100)) { [self] _ in housekeeping() })
@@ -96,7 +96,7 @@ final class BenchWorker {
             // often the schedule is looked at (at most 1 ms late).
             let tick = Duration.nanoseconds(Int64(Swift.max(Swift.min(interval, 1_000_000), 50_000)))
             timers.append(reactor.schedule(after: startDelay, repeating: tick) { [self] _ in
-                now = monotonicNanoseconds()
+                now = Reactor.now
                 for client in clients { client.pump() }
             })
         }
@@ -135,7 +135,7 @@ final class BenchWorker {
     /// Counts an error, in the warmup's counts before the measured window.
     func count(_ kind: WritableKeyPath<ErrorCounts, Int>) {
         guard !isFinished else { return }
-        if monotonicNanoseconds() >= schedule.measureStart {
+        if Reactor.now >= schedule.measureStart {
             errors[keyPath: kind] += 1
         } else {
             warmupErrors[keyPath: kind] += 1
@@ -158,7 +158,7 @@ final class BenchWorker {
 
     /// Publishes the counts and drops requests that waited past the request timeout.
     private func housekeeping() {
-        now = monotonicNanoseconds()
+        now = Reactor.now
         for client in clients { client.expire(olderThan: now &- Swift.min(now, requestTimeout)) }
         progress.requests.store(requests, ordering: .relaxed)
         progress.responses.store(responses, ordering: .relaxed)
@@ -168,7 +168,7 @@ final class BenchWorker {
     /// Ends the run: stops every client, hands over the figures, stops the reactor.
     private func finish() {
         guard !isFinished else { return }
-        now = monotonicNanoseconds()
+        now = Reactor.now
         var inFlight = 0
         for client in clients { inFlight += client.inFlight }
         let result = WorkerResult(

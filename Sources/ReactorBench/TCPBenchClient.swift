@@ -55,7 +55,7 @@ final class TCPBenchClient: BenchClient, ConnectionHandler, FrameHandler {
         let worker = self.worker
         framed = FramedConnection(framer: worker.options.protocol.responseFramer(size: worker.options.size)!, handler: self)
         pending = worker.reactor.connect(to: worker.address, timeout: worker.options.connectTimeout, handler: self)
-        if behavior == .churn { nextIntended = monotonicNanoseconds() }
+        if behavior == .churn { nextIntended = Reactor.now }
     }
 
     func pump() {
@@ -107,7 +107,7 @@ final class TCPBenchClient: BenchClient, ConnectionHandler, FrameHandler {
     /// Fills the connection up to its depth (closed loop) or to what is due (open loop).
     private func sendInitial(on connection: Connection) {
         let worker = self.worker
-        worker.now = monotonicNanoseconds()
+        worker.now = Reactor.now
         let now = worker.now
         guard worker.isSending else { return }
         switch behavior {
@@ -142,7 +142,7 @@ final class TCPBenchClient: BenchClient, ConnectionHandler, FrameHandler {
     }
 
     func received(_ bytes: RawSpan, on connection: Connection) {
-        worker.now = monotonicNanoseconds()
+        worker.now = Reactor.now
         framed?.received(bytes, on: connection)
     }
 

@@ -64,7 +64,7 @@ final class UDPBenchClient: BenchClient, DatagramHandler {
             return
         }
         worker.connectionOpened()
-        worker.now = monotonicNanoseconds()
+        worker.now = Reactor.now
         if worker.isOpenLoop {
             pump()
         } else {
@@ -126,7 +126,7 @@ final class UDPBenchClient: BenchClient, DatagramHandler {
     // MARK: - DatagramHandler
 
     func received(_ datagram: RawSpan, from sender: SocketAddress, on socket: UDPSocket) {
-        worker.now = monotonicNanoseconds()
+        worker.now = Reactor.now
         guard datagram.byteCount >= 8 else {
             worker.count(\.wrongResponse)
             return

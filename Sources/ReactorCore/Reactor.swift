@@ -276,7 +276,9 @@ public final class Reactor {
         armTimerEvent()
     }
 
-    static var now: UInt64 { cevent_monotonic_ns() }
+    /// Monotonic time in nanoseconds (CLOCK_MONOTONIC, a vDSO call: no system call): the
+    /// clock the reactor's timers run on, for timestamps to compare with them or each other.
+    public static var now: UInt64 { cevent_monotonic_ns() }
     static var coarseNow: UInt64 { cevent_coarse_monotonic_ns() }
 
     private func armTimerEvent() {
@@ -329,7 +331,8 @@ public final class Reactor {
 }
 
 extension Duration {
-    var nanoseconds: UInt64 {
+    /// The duration in whole nanoseconds (negative durations give 0).
+    package var nanoseconds: UInt64 {
         let (seconds, attoseconds) = components
         guard seconds >= 0 else { return 0 }
         return UInt64(seconds) &* 1_000_000_000 &+ UInt64(attoseconds / 1_000_000_000)

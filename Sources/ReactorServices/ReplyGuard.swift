@@ -1,9 +1,5 @@
 import ReactorCore
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// Decides whether a UDP service may answer a datagram: what makes the bundled UDP
 /// services safe to expose. Every bundled UDP service that replies asks it first; one
 /// guard may be shared by several services so that a source's budget covers them all.
@@ -51,7 +47,7 @@ public final class ReplyGuard {
     ///
     /// - Parameter now: monotonic nanoseconds, for the token buckets; tests pass their own.
     /// - Throws: ``ReactorError`` when ``ReplyGuardOptions/validate()`` does.
-    public init(_ options: ReplyGuardOptions, now: @escaping () -> UInt64 = ReplyGuard.monotonicNanoseconds) throws(ReactorError) {
+    public init(_ options: ReplyGuardOptions, now: @escaping () -> UInt64 = { Reactor.now }) throws(ReactorError) {
         try options.validate()
         self.options = options
         self.now = now
@@ -134,12 +130,5 @@ public final class ReplyGuard {
         hash = (hash ^ low ^ (hash >> 29)) &* 0xBF58_476D_1CE4_E5B9
         hash ^= hash >> 32
         return Int(hash.multipliedFullWidth(by: UInt64(groups)).high)
-    }
-
-    /// `CLOCK_MONOTONIC` in nanoseconds (a vDSO call: no system call).
-    public static func monotonicNanoseconds() -> UInt64 {
-        var time = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &time)
-        return UInt64(time.tv_sec) &* 1_000_000_000 &+ UInt64(time.tv_nsec)
     }
 }

@@ -1,18 +1,8 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import ReactorCore
 
-/// CLOCK_MONOTONIC in nanoseconds: the one clock every timestamp of a run is taken from,
-/// on every thread (a vDSO call, no syscall).
-@inline(__always)
-func monotonicNanoseconds() -> UInt64 {
-    var now = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &now)
-    return UInt64(now.tv_sec) &* 1_000_000_000 &+ UInt64(now.tv_nsec)
-}
-
-/// The phases of a run on the monotonic clock, shared by every worker so their windows
-/// line up.
+/// The phases of a run on the monotonic clock (``Reactor/now``, the one clock every
+/// timestamp of a run is taken from, on every thread), shared by every worker so their
+/// windows line up.
 struct RunSchedule: Sendable {
     /// When clients start connecting and sending.
     let start: UInt64
