@@ -254,25 +254,20 @@ public final class UDPSocket {
             handler.truncated(length: length, from: sender, on: self)
             return
         }
+        // A UDP_GRO receive holds a run of datagrams of `segment_size` bytes, the last maybe
+        // shorter; any other receive is one datagram, possibly empty.
         let segment = Int(slot.pointee.segment_size)
-        guard segment > 0, length > segment else {
-            counters.received &+= 1
-            counters.receivedBytes &+= length
-            let bytes = unsafe RawSpan(_unsafeBytes: UnsafeRawBufferPointer(start: slot.pointee.data, count: length))
-            handler.received(bytes, from: sender, on: self)
-            return
-        }
-        // A UDP_GRO run: datagrams of `segment` bytes, the last maybe shorter.
-        counters.coalesced &+= 1
+        let step = segment > 0 && length > segment ? segment : length
+        if step < length { counters.coalesced &+= 1 }
         var offset = 0
-        while offset < length, isOpen {
-            let size = Swift.min(segment, length - offset)
+        repeat {
+            let size = Swift.min(step, length - offset)
             counters.received &+= 1
             counters.receivedBytes &+= size
             let bytes = unsafe RawSpan(_unsafeBytes: UnsafeRawBufferPointer(start: slot.pointee.data! + offset, count: size))
             handler.received(bytes, from: sender, on: self)
             offset += size
-        }
+        } while offset < length && isOpen
     }
 
     private func receiveFailed(errno error: Int32) {
