@@ -66,14 +66,7 @@ if [[ " $LINE_SERVERS " == *" nio "* && ! -x $NIO_BIN ]]; then
         --product nio-echo >&2 || die "building nio-echo failed"
 fi
 
-# What is measured: the commit checked out now (others may commit while this runs).
-commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-dirty=$(git -C "$ROOT" status --porcelain -- Sources Package.swift 2>/dev/null | awk '{print $2}' | paste -sd, - | sed 's/,/, /g')
-stale=
-if [[ $commit != unknown ]] && (($(date -r "$REACTOR_BIN" +%s) < $(git -C "$ROOT" log -1 --format=%ct HEAD))); then
-    stale=" (the binary is older than that commit: rebuild it)"
-    say "warning: $REACTOR_BIN is older than commit $commit"
-fi
+note_commit
 
 # ---- the runs ----
 deadline=$((WARMUP + DURATION + 60))
@@ -117,14 +110,6 @@ label() {
     esac
 }
 short() { case $1 in libevent) echo "C libevent" ;; nio) echo "SwiftNIO" ;; *) echo "$1" ;; esac; }
-# A run is client-bound when loadgen used (nearly) all of its CPU while the server
-# did not: the server could have handled more than it was offered.
-bound() {
-    local server=$1 client=$2
-    if awk "BEGIN {exit !($client >= 95 && $server < 95)}"; then echo "client"
-    elif awk "BEGIN {exit !($server >= 95)}"; then echo "server"
-    else echo "neither"; fi
-}
 
 part_tables() {
     local part=$1 servers name refs ref
@@ -168,8 +153,7 @@ check() {
     else echo "- MISS $what: $(calc %.3f "$value")x (target ${target}x)"; fi
 }
 
-now=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-[[ $now == "$commit" ]] || stale="$stale (HEAD moved to $now during the run)"
+note_head_moved
 stamp=$(date -u +%Y%m%d-%H%M%S)
 report=$WORK/report.md
 {

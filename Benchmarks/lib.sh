@@ -109,6 +109,38 @@ median() { sort -g | awk '{v[NR] = $1} END {if (NR == 0) print "nan"; else if (N
 
 calc() { awk "BEGIN {printf \"$1\", $2}"; }
 
+# note_commit [yes|no]: what is measured: sets $commit (HEAD now; others may commit while
+# this runs), $dirty (uncommitted files under Sources/ and Package.swift) and $stale (says
+# so when $REACTOR_BIN is older than the commit; "no" skips that check, for a run without
+# the reactor).
+note_commit() {
+    commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+    dirty=$(git -C "$ROOT" status --porcelain -- Sources Package.swift 2>/dev/null | awk '{print $2}' | paste -sd, - | sed 's/,/, /g')
+    stale=
+    if [[ ${1:-yes} == yes && $commit != unknown ]] &&
+        (($(date -r "$REACTOR_BIN" +%s) < $(git -C "$ROOT" log -1 --format=%ct HEAD))); then
+        stale=" (the binary is older than that commit: rebuild it)"
+        say "warning: $REACTOR_BIN is older than commit $commit"
+    fi
+}
+
+# note_head_moved: adds to $stale when HEAD is no longer the $commit the run started at.
+note_head_moved() {
+    local now
+    now=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+    [[ $now == "$commit" ]] || stale="$stale (HEAD moved to $now during the run)"
+}
+
+# bound SERVER_CPU% CLIENT_CPU%: which side limited a run. It is client-bound when loadgen
+# used (nearly) all of its CPU while the server did not: the server could have handled
+# more than it was offered.
+bound() {
+    local server=$1 client=$2
+    if awk "BEGIN {exit !($client >= 95 && $server < 95)}"; then echo "client"
+    elif awk "BEGIN {exit !($server >= 95)}"; then echo "server"
+    else echo "neither"; fi
+}
+
 # Busy CPU ticks and total ticks of the whole machine, from /proc/stat.
 machine_ticks() { awk '$1 == "cpu" {print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9; exit}' /proc/stat; }
 

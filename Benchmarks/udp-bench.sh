@@ -68,14 +68,7 @@ if [[ " $SERVERS " == *" reactor "* ]]; then
         die "$REACTOR_BIN serve has no --udp-only (run with SERVERS=libevent to measure the C reference alone)"
 fi
 
-commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-dirty=$(git -C "$ROOT" status --porcelain -- Sources Package.swift 2>/dev/null | awk '{print $2}' | paste -sd, - | sed 's/,/, /g')
-stale=
-if [[ " $SERVERS " == *" reactor "* && $commit != unknown ]] &&
-    (($(date -r "$REACTOR_BIN" +%s) < $(git -C "$ROOT" log -1 --format=%ct HEAD))); then
-    stale=" (the binary is older than that commit: rebuild it)"
-    say "warning: $REACTOR_BIN is older than commit $commit"
-fi
+if [[ " $SERVERS " == *" reactor "* ]]; then note_commit yes; else note_commit no; fi
 
 # ---- the runs ----
 # $WORK/PART-SERVER.rounds, one line per round:
@@ -110,13 +103,6 @@ label() {
         reactor) echo "reactor serve echo --udp-only $REACTOR_UDP_ARGS (Swift)" ;;
         libevent) echo "libevent UDP echo (C, recvfrom/sendto)" ;;
     esac
-}
-# A run is client-bound when loadgen used (nearly) all of its CPU while the server did not.
-bound() {
-    local server=$1 client=$2
-    if awk "BEGIN {exit !($client >= 95 && $server < 95)}"; then echo "client"
-    elif awk "BEGIN {exit !($server >= 95)}"; then echo "server"
-    else echo "neither"; fi
 }
 
 part_title() {
@@ -153,8 +139,7 @@ part_tables() {
     echo '```'
 }
 
-now=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-[[ $now == "$commit" ]] || stale="$stale (HEAD moved to $now during the run)"
+note_head_moved
 stamp=$(date -u +%Y%m%d-%H%M%S)
 report=$WORK/report.md
 {
