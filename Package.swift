@@ -1,9 +1,10 @@
 // swift-tools-version: 6.1
 import PackageDescription
 
+// Linux only: the reactor runs on epoll and calls accept4, eventfd, recvmmsg/sendmmsg and
+// UDP_SEGMENT/UDP_GRO directly (SwiftPM has no Linux platform entry to name here).
 let package = Package(
     name: "swift-reactor",
-    platforms: [.macOS(.v15)],
     products: [
         .library(name: "ReactorCore", targets: ["ReactorCore"]),
         .library(name: "ReactorFraming", targets: ["ReactorFraming"]),
@@ -19,13 +20,16 @@ let package = Package(
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
     ],
     targets: [
-        // The C shim over libevent (headers from libevent-dev; `make` installs it when
+        // libevent's headers and library (libevent-dev; `make` installs it when
         // `pkg-config --exists libevent_core` fails).
-        .target(name: "CEvent", linkerSettings: [.linkedLibrary("event_core")]),
+        .systemLibrary(name: "CEvent", pkgConfig: "libevent_core", providers: [.apt(["libevent-dev"])]),
+        // Thin C helpers over Linux system calls (sockets, datagram batches, clocks).
+        .target(name: "CSystem"),
         .target(
             name: "ReactorCore",
             dependencies: [
                 "CEvent",
+                "CSystem",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

@@ -1,9 +1,5 @@
-import CEvent
-import Logging
-
-#if canImport(Glibc)
 import Glibc
-#endif
+import Logging
 
 /// A TCP connection owned by a ``Reactor``, accepted by a ``TCPListener`` or made by
 /// ``Reactor/connect(to:timeout:options:handler:)``.
@@ -29,9 +25,8 @@ public final class Connection {
         case closed
     }
 
-    /// The reactor that owns the connection. A strong reference: the registry's reference
-    /// back is dropped when the connection closes, and a connection kept after that
-    /// keeps its reactor's memory valid instead of dangling.
+    /// The reactor that owns the connection, held strongly like every object a reactor
+    /// makes (docs/architecture.md, "Ownership").
     public let reactor: Reactor
     /// The socket. Valid until the connection closes; do not close it yourself.
     public let fileDescriptor: Int32
@@ -62,10 +57,11 @@ public final class Connection {
     @exclusivity(unchecked) private(set) var handler: (any ConnectionHandler)?
     @exclusivity(unchecked) private var isReceiving = false
     @exclusivity(unchecked) var listener: TCPListener?
-    private let events: UnsafeMutableRawPointer
+    /// Read and write readiness, both in one allocation.
+    @exclusivity(unchecked) private var events = LoopEvents(count: 2)
+    private static let readEvent = 0
+    private static let writeEvent = 1
     @exclusivity(unchecked) private var output = ByteQueue()
-    @exclusivity(unchecked) private var readArmed = false
-    @exclusivity(unchecked) private var writeArmed = false
     @exclusivity(unchecked) private var batchDepth = 0
     @exclusivity(unchecked) private var closeReason = CloseReason.closed
     @exclusivity(unchecked) private var lastActivity: UInt64 = 0
@@ -78,39 +74,29 @@ public final class Connection {
         self.fileDescriptor = fd
         self.peerAddress = peer
         self.config = config
-        // Both libevent events live in one allocation owned by the connection.
-        self.events = .allocate(byteCount: 2 * reactor.eventSize, alignment: 16)
-        let context = Unmanaged.passUnretained(self).toOpaque()
         // The registry owns the connection while its events are armed, and finish() hands it
         // to the deferred `closed` notification before leaving the registry, so callbacks
         // can borrow it without a retain/release pair per event.
-        event_assign(readEvent, reactor.base, fd, Int16(EV_READ | EV_PERSIST), { _, _, context in
-            Unmanaged<Connection>.fromOpaque(context!)._withUnsafeGuaranteedRef { $0.readable() }
-        }, context)
-        event_assign(writeEvent, reactor.base, fd, Int16(EV_WRITE | EV_PERSIST), { _, _, context in
-            Unmanaged<Connection>.fromOpaque(context!)._withUnsafeGuaranteedRef { $0.flushQueued() }
-        }, context)
+        events.assign(Connection.readEvent, on: reactor.base, .readable(fd), owner: self) { _, _, context in
+            LoopEvents.withBorrowedOwner(context, Connection.self) { $0.readable() }
+        }
+        events.assign(Connection.writeEvent, on: reactor.base, .writable(fd), owner: self) { _, _, context in
+            LoopEvents.withBorrowedOwner(context, Connection.self) { $0.flushQueued() }
+        }
     }
 
     deinit {
         if phase != .closed {
             // Never started (its handler factory was never reached): release the socket.
-            Glibc.close(fileDescriptor)
+            Socket.close(fileDescriptor)
         }
-        events.deallocate()
     }
-
-    private var readEvent: OpaquePointer { OpaquePointer(events) }
-    private var writeEvent: OpaquePointer { OpaquePointer(events + reactor.eventSize) }
 
     /// Registers with the reactor, applies socket options and starts reading.
     func start(handler: any ConnectionHandler) {
         self.handler = handler
         reactor.register(self)
-        if config.options.noDelay {
-            var one: Int32 = 1
-            setsockopt(fileDescriptor, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-        }
+        if config.options.noDelay { Socket.setNoDelay(fileDescriptor) }
         if let idle = config.idleTimeoutNanoseconds {
             idleClockCountsReads = true
             lastActivity = Reactor.coarseNow
@@ -124,7 +110,9 @@ public final class Connection {
 
     /// The local address of the socket, or nil once closed.
     public var localAddress: SocketAddress? {
-        phase == .closed ? nil : SocketAddress.of(fd: fileDescriptor, peer: false)
+        guard phase != .closed else { return nil }
+        reactor.assertInLoop()
+        return SocketAddress.of(fd: fileDescriptor, peer: false)
     }
 
     /// The reactor's logger.
@@ -147,8 +135,9 @@ public final class Connection {
         // kernel takes it all. A plain send(2) here instead of the gather path saves about
         // 60 instructions per echo request.
         if output.isEmpty, batchDepth == 0, phase == .open, !isOutputShutdown, bytes.count > 0 {
-            let result = Glibc.send(fileDescriptor, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL))
-            if result == bytes.count {
+            reactor.assertInLoop()
+            let result = Socket.send(fileDescriptor, bytes)
+            if result == .done(bytes.count) {
                 noteActivity()
                 return true
             }
@@ -194,10 +183,11 @@ public final class Connection {
     public func withBatchedWrites<Result, Failure: Error>(
         _ body: () throws(Failure) -> Result
     ) throws(Failure) -> Result {
+        reactor.assertInLoop()
         batchDepth += 1
         defer {
             batchDepth -= 1
-            if batchDepth == 0, !writeArmed, phase == .open || phase == .closing { flushQueued() }
+            if batchDepth == 0, !events.isArmed(Connection.writeEvent), phase == .open || phase == .closing { flushQueued() }
         }
         return try body()
     }
@@ -208,6 +198,7 @@ public final class Connection {
     /// if flushing takes longer than ``ConnectionOptions/closeTimeout``.
     public func close() {
         guard phase == .open else { return }
+        reactor.assertInLoop()
         closeReason = .closed
         beginClosing()
     }
@@ -215,6 +206,8 @@ public final class Connection {
     /// Closes now, dropping queued output; the peer sees a reset. The handler hears
     /// ``CloseReason/aborted``.
     public func abort() {
+        guard phase != .closed else { return }
+        reactor.assertInLoop()
         finish(.aborted, reset: true)
     }
 
@@ -222,6 +215,7 @@ public final class Connection {
     /// reads end-of-file) while this side goes on reading. Later writes return false.
     public func shutdownOutput() {
         guard phase == .open, !isOutputShutdown else { return }
+        reactor.assertInLoop()
         isOutputShutdown = true
         if output.isEmpty, batchDepth == 0 { shutdownSendingSide() }
     }
@@ -229,6 +223,7 @@ public final class Connection {
     /// Stops reading from the socket; the kernel's receive buffer fills and TCP flow
     /// control slows the peer.
     public func pauseReading() {
+        if phase != .closed { reactor.assertInLoop() }
         isReadingPaused = true
         updateReadInterest()
     }
@@ -247,6 +242,7 @@ public final class Connection {
 
     /// Starts reading again after ``pauseReading()``.
     public func resumeReading() {
+        if phase != .closed { reactor.assertInLoop() }
         isReadingPaused = false
         updateReadInterest()
     }
@@ -255,19 +251,19 @@ public final class Connection {
 
     private func readable() {
         let buffer = reactor.readBuffer
-        let count = Glibc.read(fileDescriptor, buffer.baseAddress, buffer.count)
-        if count > 0 {
+        switch Socket.read(fileDescriptor, into: buffer) {
+        case .done(let count):
             guard phase == .open else { return }  // lingering: the peer's late bytes are discarded
             if idleClockCountsReads { lastActivity = Reactor.coarseNow }
             let bytes = unsafe RawSpan(_unsafeBytes: UnsafeRawBufferPointer(start: buffer.baseAddress, count: count))
             isReceiving = true
             handler?.received(bytes, on: self)
             isReceiving = false
-        } else if count == 0 {
+        case .endOfFile:
             peerSentFIN()
-        } else {
-            let error = errno
-            if error == EAGAIN || error == EINTR { return }
+        case .wouldBlock:
+            return
+        case .failed(let error):
             if phase == .lingering {
                 finish(closeReason)
             } else {
@@ -302,9 +298,8 @@ public final class Connection {
         case .lingering: !isInputClosed
         case .closing, .closed: false
         }
-        guard wanted != readArmed else { return }
-        readArmed = wanted
-        if wanted { event_add(readEvent, nil) } else { event_del(readEvent) }
+        guard wanted != events.isArmed(Connection.readEvent) else { return }
+        if wanted { events.arm(Connection.readEvent) } else { events.disarm(Connection.readEvent) }
     }
 
     // MARK: - Writing
@@ -314,6 +309,7 @@ public final class Connection {
     @inline(__always)
     private func send(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer, _ c: UnsafeRawBufferPointer) -> Bool {
         guard phase == .open, !isOutputShutdown else { return false }
+        reactor.assertInLoop()
         if batchDepth > 0 || !output.isEmpty {
             output.append(a, b, c, pool: reactor.bufferPool)
             if batchDepth == 0 { armWrite() }
@@ -328,8 +324,8 @@ public final class Connection {
     private func sendNow(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer, _ c: UnsafeRawBufferPointer) -> Bool {
         let total = a.count + b.count + c.count
         guard total > 0 else { return true }
-        let result = cevent_send3(fileDescriptor, a.baseAddress, a.count, b.baseAddress, b.count, c.baseAddress, c.count)
-        if result == total {
+        let result = Socket.send(fileDescriptor, a, b, c)
+        if result == .done(total) {
             noteActivity()
             return true
         }
@@ -339,19 +335,19 @@ public final class Connection {
     /// After a direct send that did not take everything: queue the rest and watch for
     /// writability, or fail the connection on a real error.
     private func sendRemainder(
-        _ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer, _ c: UnsafeRawBufferPointer, result: Int
+        _ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer, _ c: UnsafeRawBufferPointer, result: IOResult
     ) -> Bool {
         var sent = 0
         let queuedBefore = output.count
-        if result >= 0 {
-            sent = result
+        switch result {
+        case .done(let count):
+            sent = count
             noteActivity()
-        } else {
-            let error = errno
-            if error != EAGAIN && error != EINTR {
-                failed(errno: error, operation: .write)
-                return false
-            }
+        case .wouldBlock, .endOfFile:
+            break
+        case .failed(let error):
+            failed(errno: error, operation: .write)
+            return false
         }
         sent = enqueue(a, skipping: sent)
         sent = enqueue(b, skipping: sent)
@@ -420,20 +416,18 @@ public final class Connection {
     /// Sends queued output until it is gone or the kernel is full. Runs when the socket
     /// becomes writable, and at the end of a write batch.
     private func flushQueued() {
-        while !output.isEmpty {
+        sending: while !output.isEmpty {
             let bytes = output.bytes
-            let result = Glibc.send(fileDescriptor, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL))
-            if result > 0 {
-                output.consume(result, pool: reactor.bufferPool)
-                reactor.queuedOutputBytes &-= result
+            switch Socket.send(fileDescriptor, bytes) {
+            case .done(let count):
+                output.consume(count, pool: reactor.bufferPool)
+                reactor.queuedOutputBytes &-= count
                 noteActivity()
-                if result < bytes.count { break }
-            } else if result < 0, errno == EINTR {
-                continue
-            } else if result < 0, errno == EAGAIN {
-                break
-            } else {
-                failed(errno: errno, operation: .write)
+                if count < bytes.count { break sending }
+            case .wouldBlock, .endOfFile:
+                break sending
+            case .failed(let error):
+                failed(errno: error, operation: .write)
                 return
             }
         }
@@ -473,15 +467,12 @@ public final class Connection {
     }
 
     private func armWrite() {
-        guard !writeArmed else { return }
-        writeArmed = true
-        event_add(writeEvent, nil)
+        guard !events.isArmed(Connection.writeEvent) else { return }
+        events.arm(Connection.writeEvent)
     }
 
     private func disarmWrite() {
-        guard writeArmed else { return }
-        writeArmed = false
-        event_del(writeEvent)
+        events.disarm(Connection.writeEvent)
     }
 
     /// Stamps the idle clock; a reply written while receiving is covered by the read's stamp.
@@ -498,12 +489,12 @@ public final class Connection {
             reactor.logger.debug("connection \(peerAddress): graceful close took longer than \(config.options.closeTimeout); aborting")
             finish(.timedOut, reset: true)
         }
-        if batchDepth == 0, !writeArmed { flushQueued() }
+        if batchDepth == 0, !events.isArmed(Connection.writeEvent) { flushQueued() }
     }
 
     private func beginLingering() {
         phase = .lingering
-        Glibc.shutdown(fileDescriptor, Int32(SHUT_WR))
+        Socket.shutdownOutput(fileDescriptor)
         if isInputClosed {
             finish(closeReason)
             return
@@ -515,7 +506,7 @@ public final class Connection {
     }
 
     private func shutdownSendingSide() {
-        Glibc.shutdown(fileDescriptor, Int32(SHUT_WR))
+        Socket.shutdownOutput(fileDescriptor)
         if isInputClosed { finish(.endOfFile) }
     }
 
@@ -542,16 +533,12 @@ public final class Connection {
     private func finish(_ reason: CloseReason, reset: Bool = false) {
         guard phase != .closed else { return }
         phase = .closed
-        if readArmed { event_del(readEvent) }
-        if writeArmed { event_del(writeEvent) }
-        readArmed = false
-        writeArmed = false
+        events.disarmAll()
         if reset {
-            // SO_LINGER with a zero timeout makes close() send RST and drop unsent data.
-            var linger = linger(l_onoff: 1, l_linger: 0)
-            setsockopt(fileDescriptor, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<linger>.size))
+            Socket.closeWithReset(fileDescriptor)
+        } else {
+            Socket.close(fileDescriptor)
         }
-        Glibc.close(fileDescriptor)
         reactor.queuedOutputBytes &-= output.count
         output.release(pool: reactor.bufferPool)
         if isThrottled {

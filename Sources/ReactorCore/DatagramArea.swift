@@ -1,19 +1,17 @@
-import CEvent
-
-/// Slots for one batch of datagrams: their `cevent_datagram` headers and the bytes they
+/// Slots for one batch of datagrams: their `Datagram` headers and the bytes they
 /// point at. A reactor keeps one for receiving, shared by all its UDP sockets (they
 /// receive one at a time, and a datagram is only lent for its callback), so a socket
 /// costs no receive memory of its own. Each ``UDPSocket`` keeps a smaller one for the
 /// replies it batches.
 final class DatagramArea {
-    let slots: UnsafeMutableBufferPointer<cevent_datagram>
+    let slots: UnsafeMutableBufferPointer<Datagram>
     let storage: UnsafeMutableRawBufferPointer
     let slotSize: Int
 
     init(count: Int, slotSize: Int) {
         self.slotSize = slotSize
         slots = .allocate(capacity: count)
-        slots.initialize(repeating: cevent_datagram())
+        slots.initialize(repeating: Datagram())
         // Pages are touched only as datagrams land in them: small datagrams cost a page
         // per slot, however large the slots.
         storage = .allocate(byteCount: count * slotSize, alignment: 16)

@@ -1,16 +1,14 @@
-import CEvent
-import Logging
-
-#if canImport(Glibc)
 import Glibc
-#endif
+import Logging
 
 /// A single-threaded event loop over libevent (epoll on Linux).
 ///
 /// A reactor and everything created from it (listeners, connections, timers, signal
 /// watchers) belong to the thread that runs it: create it there, call ``run()`` there,
 /// and touch its objects only from its callbacks. Other threads reach it through
-/// ``handle``, a `Sendable` ``ReactorHandle``.
+/// ``handle``, a `Sendable` ``ReactorHandle``. While it runs, a call from another thread
+/// traps: always for the reactor's own methods, in debug builds for its objects' (see
+/// docs/architecture.md, "Thread confinement").
 ///
 /// ```swift
 /// let reactor = try Reactor()
@@ -57,29 +55,29 @@ public final class Reactor {
     var budgetReleaseScheduled = false
     var lastBudgetNotice: UInt64 = 0
 
-    let base: OpaquePointer
+    let base: EventBase
     let readBuffer: UnsafeMutableRawBufferPointer
     /// Storage for every connection's byte queues, shared so they need not call malloc.
     package let bufferPool = BufferPool()
-    let eventSize: Int
 
-    private(set) var connections: [Connection?] = []
+    /// Everything open on this reactor.
+    var registry = Registry()
     /// The number of open TCP connections, accepted and outgoing.
-    public private(set) var connectionCount = 0
-    var listeners: [ObjectIdentifier: TCPListener] = [:]
-    var signalWatchers: [ObjectIdentifier: SignalWatcher] = [:]
-    var pendingConnects: [ObjectIdentifier: PendingConnect] = [:]
-    var udpSockets: [ObjectIdentifier: UDPSocket] = [:]
+    public var connectionCount: Int { registry.connectionCount }
     var datagramReceiveArea: DatagramArea?
 
     let timers = TimerQueue()
-    private var timerEvent: OpaquePointer?
-    private var soonEvent: OpaquePointer?
+    /// The reactor's own events: the earliest timer, the `runSoon` queue, the mailbox.
+    private var events = LoopEvents(count: 3)
+    private static let timerEvent = 0
+    private static let soonEvent = 1
+    private static let mailboxEvent = 2
     private var soonQueue: [() -> Void] = []
     let mailbox: Mailbox
-    private var mailboxEvent: OpaquePointer?
     private var shutdownDeadline: ReactorTimer?
     private var stopRequested = false
+    /// The thread inside ``run()``, recorded when it starts.
+    private var loopThread: pthread_t = 0
 
     /// Creates a reactor on an epoll-backed libevent base.
     ///
@@ -88,7 +86,7 @@ public final class Reactor {
     ///   - readBufferSize: the size of the shared read buffer; each read takes at most this much.
     ///   - outputBudget: see ``outputBudget`` (default 64 MiB).
     /// - Throws: ``ReactorError`` with code ``ReactorError/Code/eventBackend`` when libevent
-    ///   cannot give an epoll (Linux) or kqueue (BSD) base.
+    ///   cannot give an epoll base.
     public init(
         logger: Logger = Logger(label: "reactor"), readBufferSize: Int = Reactor.defaultReadBufferSize,
         outputBudget: Int = Reactor.defaultOutputBudget
@@ -99,59 +97,41 @@ public final class Reactor {
         // process by default. Sends use MSG_NOSIGNAL; this covers every other path.
         signal(SIGPIPE, SIG_IGN)
 
-        guard let config = event_config_new() else {
-            throw ReactorError(.eventBackend, operation: .createReactor, hint: "event_config_new failed")
-        }
-        defer { event_config_free(config) }
-        // One thread owns the base, so libevent's locks would be pure cost; IGNORE_ENV
-        // keeps EVENT_NOEPOLL and friends from silently changing the backend.
-        event_config_set_flag(config, Int32(EVENT_BASE_FLAG_NOLOCK.rawValue | EVENT_BASE_FLAG_IGNORE_ENV.rawValue))
-        guard let base = event_base_new_with_config(config) else {
-            throw ReactorError(.eventBackend, operation: .createReactor, hint: "event_base_new_with_config failed")
-        }
-        let method = String(cString: event_base_get_method(base))
-        #if os(Linux)
-        guard method == "epoll" else {
-            event_base_free(base)
-            throw ReactorError(.eventBackend, operation: .createReactor, hint: "libevent chose '\(method)', not epoll")
-        }
-        #endif
+        let base = try EventBase()
         self.base = base
         self.logger = logger
-        self.eventSize = Int(event_get_struct_event_size())
         self.outputBudget = outputBudget
         self.readBuffer = .allocate(byteCount: readBufferSize, alignment: 16)
         do {
             self.mailbox = try Mailbox()
         } catch {
             readBuffer.deallocate()
-            event_base_free(base)
+            base.free()
             throw error
         }
 
-        let context = Unmanaged.passUnretained(self).toOpaque()
-        timerEvent = cevent_timer_new(base, { _, _, context in
-            Unmanaged<Reactor>.fromOpaque(context!).takeUnretainedValue().fireTimers()
-        }, context)
-        soonEvent = cevent_timer_new(base, { _, _, context in
-            Unmanaged<Reactor>.fromOpaque(context!).takeUnretainedValue().runSoonQueue()
-        }, context)
-        mailboxEvent = event_new(base, mailbox.fd, Int16(EV_READ | EV_PERSIST), { _, _, context in
-            Unmanaged<Reactor>.fromOpaque(context!).takeUnretainedValue().drainMailbox()
-        }, context)
-        event_add(mailboxEvent, nil)
+        events.assign(Reactor.timerEvent, on: base, .timer, owner: self) { _, _, context in
+            LoopEvents.withOwner(context, Reactor.self) { $0.fireTimers() }
+        }
+        events.assign(Reactor.soonEvent, on: base, .timer, owner: self) { _, _, context in
+            LoopEvents.withOwner(context, Reactor.self) { $0.runSoonQueue() }
+        }
+        events.assign(Reactor.mailboxEvent, on: base, .readable(mailbox.fd), owner: self) { _, _, context in
+            LoopEvents.withOwner(context, Reactor.self) { $0.drainMailbox() }
+        }
+        events.arm(Reactor.mailboxEvent)
     }
 
     deinit {
         mailbox.closeDropping()
         tearDown()
-        for event in [timerEvent, soonEvent, mailboxEvent] where event != nil { event_free(event) }
-        event_base_free(base)
+        events.disarmAll()
+        base.free()
         readBuffer.deallocate()
     }
 
-    /// The libevent backend in use: `epoll` on Linux.
-    public var backendMethod: String { String(cString: event_base_get_method(base)) }
+    /// The libevent backend in use: always `epoll`.
+    public var backendMethod: String { base.method }
 
     /// A `Sendable` handle through which other threads can run work on this reactor or stop it.
     public var handle: ReactorHandle { ReactorHandle(mailbox: mailbox) }
@@ -170,13 +150,14 @@ public final class Reactor {
         case .ready:
             break
         }
+        loopThread = pthread_self()
         state = .running
         armTimerEvent()
         // event_base_loop clears libevent's own break flag on entry, so a stop() that
         // came before run() is remembered here.
-        let status = stopRequested ? 0 : event_base_loop(base, EVLOOP_NO_EXIT_ON_EMPTY)
+        let succeeded = stopRequested || base.loop()
         tearDown()
-        if status < 0 {
+        if !succeeded {
             throw ReactorError(.eventBackend, operation: .run, hint: "event_base_loop failed")
         }
     }
@@ -187,16 +168,18 @@ public final class Reactor {
     /// ``shutdownGracefully(timeout:)`` to let them flush first. Calling `stop()` before
     /// `run()` makes `run()` return at once.
     public func stop() {
+        preconditionInLoop()
         stopRequested = true
-        event_base_loopbreak(base)
+        base.breakLoop()
     }
 
     /// Stops accepting, closes every connection gracefully (flush, then close), and stops
     /// the reactor when all are closed, or after `timeout`, aborting any still open.
     public func shutdownGracefully(timeout: Duration = .seconds(10)) {
+        preconditionInLoop()
         guard shutdownDeadline == nil, state != .stopped else { return }
         stopOpeningConnections()
-        for connection in connections { connection?.close() }
+        for connection in registry.connections { connection?.close() }
         shutdownDeadline = schedule(after: timeout) { [unowned self] _ in
             if connectionCount > 0 {
                 logger.warning("shutdown: \(connectionCount) connection(s) did not close within \(timeout); aborting them")
@@ -211,34 +194,47 @@ public final class Reactor {
     /// Work queued from inside such a closure runs on the next pass, so a closure that
     /// requeues itself cannot starve I/O.
     public func runSoon(_ body: @escaping () -> Void) {
+        preconditionInLoop()
         soonQueue.append(body)
-        if soonQueue.count == 1 { event_active(soonEvent, 0, 0) }
+        if soonQueue.count == 1 { events.activate(Reactor.soonEvent) }
     }
 
-    // MARK: - Connection registry
+    // MARK: - Thread confinement
+
+    /// True on the thread inside ``run()``, and on any thread while the reactor is not
+    /// running (set up before `run()`, inspect after it returns).
+    var isInLoop: Bool {
+        state != .running || pthread_equal(loopThread, pthread_self()) != 0
+    }
+
+    /// Debug builds: traps when called from another thread while the reactor runs. For
+    /// the hot paths of the objects a reactor owns, where a release-build check would cost.
+    @inline(__always)
+    func assertInLoop(_ function: StaticString = #function) {
+        assert(isInLoop, "\(function) called off the reactor's thread while it runs: use reactor.handle")
+    }
+
+    /// Traps, in release builds too, when called from another thread while the reactor
+    /// runs: for calls that would corrupt the reactor's state and are not on a hot path.
+    @inline(__always)
+    func preconditionInLoop(_ function: StaticString = #function) {
+        precondition(isInLoop, "\(function) called off the reactor's thread while it runs: use reactor.handle")
+    }
+
+    // MARK: - Registry
 
     func register(_ connection: Connection) {
-        let fd = Int(connection.fileDescriptor)
-        if fd >= connections.count {
-            connections.append(contentsOf: repeatElement(nil, count: Swift.max(fd + 1 - connections.count, connections.count)))
-        }
-        connections[fd] = connection
-        connectionCount += 1
+        registry.insert(connection)
     }
 
     func unregister(_ connection: Connection) {
-        let fd = Int(connection.fileDescriptor)
-        guard fd < connections.count, connections[fd] === connection else { return }
-        connections[fd] = nil
-        connectionCount -= 1
+        guard registry.remove(connection) else { return }
         if shutdownDeadline != nil { stopIfShutDown() }
     }
 
     /// Closes every listener and UDP socket, and cancels every connect in progress.
     private func stopOpeningConnections() {
-        for listener in Array(listeners.values) { listener.close() }
-        for socket in Array(udpSockets.values) { socket.close() }
-        for pending in Array(pendingConnects.values) { pending.cancel() }
+        for entry in registry.entries(where: \.opensConnections) { entry.close() }
     }
 
     private func stopIfShutDown() {
@@ -260,6 +256,7 @@ public final class Reactor {
     public func schedule(
         after delay: Duration, repeating interval: Duration? = nil, _ body: @escaping (ReactorTimer) -> Void
     ) -> ReactorTimer {
+        preconditionInLoop()
         let timer = ReactorTimer(
             reactor: self, deadline: Reactor.now &+ delay.nanoseconds,
             interval: interval.map { Swift.max($0.nanoseconds, 1) }, body: body)
@@ -278,19 +275,17 @@ public final class Reactor {
 
     /// Monotonic time in nanoseconds (CLOCK_MONOTONIC, a vDSO call: no system call): the
     /// clock the reactor's timers run on, for timestamps to compare with them or each other.
-    public static var now: UInt64 { cevent_monotonic_ns() }
-    static var coarseNow: UInt64 { cevent_coarse_monotonic_ns() }
+    public static var now: UInt64 { System.monotonicNanoseconds }
+    static var coarseNow: UInt64 { System.coarseMonotonicNanoseconds }
 
     private func armTimerEvent() {
         guard !timers.isFiring, let next = timers.first else {
-            if timers.isEmpty { event_del(timerEvent) }
+            if timers.isEmpty { events.disarm(Reactor.timerEvent) }
             return
         }
         let now = Reactor.now
-        // Round up to the next microsecond so the timer never fires a hair early and spins.
-        let wait = next.deadline > now ? next.deadline - now + 999 : 0
-        var delay = timeval(tv_sec: Int(wait / 1_000_000_000), tv_usec: Int(wait % 1_000_000_000 / 1000))
-        event_add(timerEvent, &delay)
+        // Rounded up to the next microsecond, so the timer never fires a hair early and spins.
+        events.arm(Reactor.timerEvent, timeout: next.deadline > now ? next.deadline - now : 0)
     }
 
     private func fireTimers() {
@@ -304,7 +299,7 @@ public final class Reactor {
         let batch = soonQueue
         soonQueue.removeAll(keepingCapacity: true)
         for body in batch { body() }
-        if !soonQueue.isEmpty { event_active(soonEvent, 0, 0) }
+        if !soonQueue.isEmpty { events.activate(Reactor.soonEvent) }
     }
 
     private func drainMailbox() {
@@ -320,10 +315,10 @@ public final class Reactor {
         // are refused.
         for job in mailbox.close() { job(self) }
         stopOpeningConnections()
-        for connection in connections { connection?.abortForTeardown() }
-        for (_, watcher) in signalWatchers { watcher.cancel() }
+        for connection in registry.connections { connection?.abortForTeardown() }
+        for entry in registry.entries(where: { !$0.opensConnections }) { entry.close() }
         timers.removeAll()
-        event_del(timerEvent)
+        events.disarm(Reactor.timerEvent)
         runSoonQueue()
         soonQueue.removeAll()
         bufferPool.drain()

@@ -1,8 +1,4 @@
-import CEvent
-
-#if canImport(Glibc)
 import Glibc
-#endif
 
 /// An error from the reactor or one of its sockets: which operation failed, on which
 /// address, with which errno, and what to do about it.
@@ -131,9 +127,7 @@ public struct ReactorError: Error, Sendable, Equatable, CustomStringConvertible 
         text += ": "
         if let errno {
             text += ReactorError.systemMessage(errno)
-            if let name = cevent_errno_name(errno) {
-                text += " (\(String(cString: name)))"
-            }
+            if let name = System.errnoName(errno) { text += " (\(name))" }
         } else {
             text += codeMessage
         }

@@ -1,9 +1,5 @@
-import CEvent
-import Synchronization
-
-#if canImport(Glibc)
 import Glibc
-#endif
+import Synchronization
 
 /// The one way into a ``Reactor`` from other threads. It is `Sendable`: copy it anywhere.
 ///
@@ -72,7 +68,7 @@ final class Mailbox: Sendable {
     private let state = Mutex(State())
 
     init() throws(ReactorError) {
-        let fd = cevent_eventfd()
+        let fd = System.eventfd()
         guard fd >= 0 else { throw ReactorError(errno: errno, operation: .createReactor) }
         self.fd = fd
     }

@@ -1,11 +1,7 @@
-import CEvent
 import Dispatch
+import Glibc
 import Logging
 import Synchronization
-
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// A reactor running on a thread of its own: the way to embed a reactor in a program
 /// whose main thread does something else, and the way tests run one.
@@ -43,7 +39,7 @@ public final class ReactorThread: Sendable {
         let box = StartupBox<T>()
         let finished = Finished()
         let body = Unmanaged.passRetained(ThreadBody {
-            cevent_set_thread_name(name)
+            System.setThreadName(name)
             defer { finished.signal() }
             let reactor: Reactor
             do {

@@ -3,7 +3,7 @@
 /// Keep it to cancel it; dropping it does not cancel it. The reactor holds a scheduled
 /// timer until it fires (one-shot), is cancelled, or the reactor stops.
 public final class ReactorTimer {
-    unowned(unsafe) let reactor: Reactor
+    let reactor: Reactor
     var deadline: UInt64
     let interval: UInt64?
     var body: ((ReactorTimer) -> Void)?
@@ -23,8 +23,8 @@ public final class ReactorTimer {
     /// Stops the timer; its closure will not run again. Cancelling twice, or after a
     /// one-shot timer fired, does nothing.
     public func cancel() {
+        reactor.preconditionInLoop()
         body = nil
-        // A timer that is not scheduled may have outlived its reactor: leave it alone.
         guard heapIndex >= 0 else { return }
         reactor.cancel(self)
     }

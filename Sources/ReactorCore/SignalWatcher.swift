@@ -1,8 +1,4 @@
-import CEvent
-
-#if canImport(Glibc)
 import Glibc
-#endif
 
 /// Runs a closure on the reactor thread each time a signal arrives. Made by
 /// ``Reactor/onSignal(_:_:)``; cancel it to restore the signal's previous handling.
@@ -10,10 +6,10 @@ import Glibc
 /// libevent catches the signal with a handler that only writes to a socketpair, so the
 /// closure runs in the loop like any callback and may do anything a callback may.
 public final class SignalWatcher {
-    unowned(unsafe) let reactor: Reactor
+    let reactor: Reactor
     /// The signal number (SIGINT, SIGTERM, ...).
     public let signal: Int32
-    private var event: OpaquePointer?
+    private var events = LoopEvents(count: 1)
     private let body: () -> Void
 
     init(reactor: Reactor, signal: Int32, body: @escaping () -> Void) {
@@ -22,23 +18,22 @@ public final class SignalWatcher {
         self.body = body
     }
 
-    deinit {
-        if let event { event_free(event) }
-    }
-
     /// Stops watching; the signal gets its previous disposition back.
     public func cancel() {
-        guard let event else { return }
-        event_free(event)  // also removes it from the loop
-        self.event = nil
-        reactor.signalWatchers[ObjectIdentifier(self)] = nil
+        guard events.isArmed(0) else { return }
+        reactor.assertInLoop()
+        events.disarm(0)  // the last event for a signal restores its disposition
+        reactor.registry.remove(self)
     }
 
     fileprivate func start() -> Bool {
-        event = cevent_signal_new(reactor.base, signal, { _, _, context in
-            Unmanaged<SignalWatcher>.fromOpaque(context!).takeUnretainedValue().body()
-        }, Unmanaged.passUnretained(self).toOpaque())
-        guard let event, event_add(event, nil) == 0 else { return false }
+        events.assign(0, on: reactor.base, .signal(signal), owner: self) { _, _, context in
+            LoopEvents.withOwner(context, SignalWatcher.self) { $0.body() }
+        }
+        guard events.arm(0) else {
+            events.disarm(0)
+            return false
+        }
         // A process can start with the signal blocked: a parent thread's mask is inherited
         // (Foundation's Process spawns from threads that block most signals). Blocked in
         // every thread, the signal would stay pending and the watcher would never run.
@@ -46,7 +41,7 @@ public final class SignalWatcher {
         sigemptyset(&set)
         sigaddset(&set, signal)
         pthread_sigmask(SIG_UNBLOCK, &set, nil)
-        reactor.signalWatchers[ObjectIdentifier(self)] = self
+        reactor.registry.insert(.signalWatcher(self))
         return true
     }
 }
@@ -64,6 +59,7 @@ extension Reactor {
     /// Only one reactor in a process can watch signals at a time (a libevent limit).
     @discardableResult
     public func onSignal(_ signal: Int32, _ body: @escaping () -> Void) throws(ReactorError) -> SignalWatcher {
+        preconditionInLoop()
         guard state != .stopped else { throw ReactorError(.reactorStopped, operation: .signal) }
         let watcher = SignalWatcher(reactor: self, signal: signal, body: body)
         guard watcher.start() else {

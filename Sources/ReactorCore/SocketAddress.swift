@@ -1,8 +1,4 @@
-import CEvent
-
-#if canImport(Glibc)
 import Glibc
-#endif
 
 /// An IPv4 or IPv6 address and port.
 ///
@@ -67,7 +63,7 @@ public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
         }
         if let numeric = try? SocketAddress(ip: host, port: port) { return [numeric] }
         var hints = addrinfo()
-        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        hints.ai_socktype = SocketType.stream.rawValue
         hints.ai_flags = AI_ADDRCONFIG
         var list: UnsafeMutablePointer<addrinfo>?
         let status = getaddrinfo(host, String(port), &hints, &list)

@@ -1,19 +1,15 @@
-import CEvent
-
-#if canImport(Glibc)
 import Glibc
-#endif
 
 /// An outgoing TCP connect in progress, made by ``Reactor/connect(to:timeout:options:handler:)``.
 /// Cancel it to give up; the handler then hears nothing.
 public final class PendingConnect {
-    unowned(unsafe) let reactor: Reactor
+    let reactor: Reactor
     /// Where the connect goes.
     public let address: SocketAddress
     private let fd: Int32
     private let config: ConnectionConfig
     private var handler: (any ConnectionHandler)?
-    private var event: OpaquePointer?
+    private var events = LoopEvents(count: 1)
 
     init(reactor: Reactor, fd: Int32, address: SocketAddress, config: ConnectionConfig, handler: any ConnectionHandler) {
         self.reactor = reactor
@@ -23,49 +19,38 @@ public final class PendingConnect {
         self.handler = handler
     }
 
-    deinit {
-        if let event { event_free(event) }
-    }
-
     /// True until the connect succeeds, fails, or is cancelled.
     public var isPending: Bool { handler != nil }
 
     /// Gives up: closes the socket; the handler is not called.
     public func cancel() {
         guard handler != nil else { return }
+        reactor.assertInLoop()
         handler = nil
         finish()
-        if fd >= 0 { Glibc.close(fd) }
+        if fd >= 0 { Socket.close(fd) }
     }
 
     func wait(timeout: Duration) {
-        event = event_new(reactor.base, fd, Int16(EV_WRITE), { _, what, context in
-            Unmanaged<PendingConnect>.fromOpaque(context!).takeUnretainedValue().completed(timedOut: what & Int16(EV_TIMEOUT) != 0)
-        }, Unmanaged.passUnretained(self).toOpaque())
-        let nanoseconds = timeout.nanoseconds
-        var delay = timeval(tv_sec: Int(nanoseconds / 1_000_000_000), tv_usec: Int(nanoseconds % 1_000_000_000 / 1000))
-        event_add(event, &delay)
-        reactor.pendingConnects[ObjectIdentifier(self)] = self
+        events.assign(0, on: reactor.base, .writableOnce(fd), owner: self) { _, what, context in
+            LoopEvents.withOwner(context, PendingConnect.self) { $0.completed(timedOut: LoopEvents.timedOut(what)) }
+        }
+        events.arm(0, timeout: timeout.nanoseconds)
+        reactor.registry.insert(.pendingConnect(self))
     }
 
     private func finish() {
-        if let event { event_del(event) }
-        reactor.pendingConnects[ObjectIdentifier(self)] = nil
+        events.disarm(0)
+        reactor.registry.remove(self)
     }
 
     private func completed(timedOut: Bool) {
         guard let handler else { return }
         self.handler = nil
         finish()
-        var error: Int32 = 0
-        if timedOut {
-            error = ETIMEDOUT
-        } else {
-            var length = socklen_t(MemoryLayout<Int32>.size)
-            if getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length) != 0 { error = errno }
-        }
+        let error = timedOut ? ETIMEDOUT : Socket.pendingError(fd)
         guard error == 0 else {
-            Glibc.close(fd)
+            Socket.close(fd)
             var failure = ReactorError(errno: error, operation: .connect, address: address)
             if timedOut { failure.hint = "no answer within the connect timeout" }
             handler.connectFailed(failure)
@@ -96,18 +81,17 @@ extension Reactor {
         to address: SocketAddress, timeout: Duration = .seconds(10),
         options: ConnectionOptions = .init(), handler: any ConnectionHandler
     ) -> PendingConnect {
+        preconditionInLoop()
         var fd: Int32 = -1
         var failure: ReactorError?
         do throws(ReactorError) {
             guard state != .stopped else { throw ReactorError(.reactorStopped, operation: .connect, address: address) }
             try options.validate()
-            fd = cevent_socket(address.domain, Int32(SOCK_STREAM.rawValue))
-            guard fd >= 0 else { throw ReactorError(errno: errno, operation: .socket, address: address) }
-            if address.withSockAddr({ Glibc.connect(fd, $0, $1) }) != 0, errno != EINPROGRESS {
-                let error = ReactorError(errno: errno, operation: .connect, address: address)
-                Glibc.close(fd)
+            fd = try Socket.open(.stream, for: address)
+            if case .failed(let error) = Socket.connect(fd, to: address) {
+                Socket.close(fd)
                 fd = -1
-                throw error
+                throw ReactorError(errno: error, operation: .connect, address: address)
             }
         } catch {
             failure = error

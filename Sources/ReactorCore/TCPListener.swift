@@ -1,8 +1,4 @@
-import CEvent
-
-#if canImport(Glibc)
 import Glibc
-#endif
 
 /// Settings for a listening socket. Every limit has a default.
 public struct ListenerOptions: Sendable, Equatable {
@@ -36,7 +32,7 @@ public struct ListenerOptions: Sendable, Equatable {
 /// as one of its connections closes. Waiting connections stay in the kernel's backlog
 /// meanwhile; the loop never spins.
 public final class TCPListener {
-    unowned(unsafe) let reactor: Reactor
+    let reactor: Reactor
     /// The socket.
     public let fileDescriptor: Int32
     /// The bound address; with port 0 requested, this holds the port the kernel chose.
@@ -54,7 +50,7 @@ public final class TCPListener {
 
     private let config: ConnectionConfig
     private let makeHandler: (Connection) -> any ConnectionHandler
-    private var acceptEvent: OpaquePointer?
+    private var events = LoopEvents(count: 1)
     private var retryTimer: ReactorTimer?
     private var retryDelay: Duration = .milliseconds(10)
     private var pausedSince: UInt64 = 0
@@ -72,26 +68,26 @@ public final class TCPListener {
         self.options = options
         self.config = ConnectionConfig(connectionOptions)
         self.makeHandler = makeHandler
-        acceptEvent = event_new(reactor.base, fd, Int16(EV_READ | EV_PERSIST), { _, _, context in
-            Unmanaged<TCPListener>.fromOpaque(context!).takeUnretainedValue().acceptReady()
-        }, Unmanaged.passUnretained(self).toOpaque())
-        event_add(acceptEvent, nil)
-        reactor.listeners[ObjectIdentifier(self)] = self
+        events.assign(0, on: reactor.base, .readable(fd), owner: self) { _, _, context in
+            LoopEvents.withOwner(context, TCPListener.self) { $0.acceptReady() }
+        }
+        events.arm(0)
+        reactor.registry.insert(.listener(self))
     }
 
     deinit {
-        if let acceptEvent { event_free(acceptEvent) }
-        if isListening { Glibc.close(fileDescriptor) }
+        if isListening { Socket.close(fileDescriptor) }
     }
 
     /// Stops listening and closes the socket. Connections already accepted stay open.
     public func close() {
         guard isListening else { return }
+        reactor.assertInLoop()
         isListening = false
-        event_del(acceptEvent)
+        events.disarm(0)
         retryTimer?.cancel()
-        Glibc.close(fileDescriptor)
-        reactor.listeners[ObjectIdentifier(self)] = nil
+        Socket.close(fileDescriptor)
+        reactor.registry.remove(self)
     }
 
     private func acceptReady() {
@@ -101,12 +97,10 @@ public final class TCPListener {
                 pause(reason: "\(connectionCount) connections open, the limit (maxConnections)", forFiles: false)
                 return
             }
-            let (fd, peer) = SocketAddress.filled { cevent_accept(fileDescriptor, $0, $1) }
-            guard fd >= 0 else {
-                let error = errno
+            let (result, fd, peer) = Socket.accept(fileDescriptor)
+            guard case .done = result else {
+                guard case .failed(let error) = result else { return }  // none waiting
                 switch error {
-                case EAGAIN, EINTR:
-                    return
                 case ECONNABORTED, EPROTO, EPERM:
                     continue  // that one connection failed; others may be waiting
                 case EMFILE, ENFILE, ENOBUFS, ENOMEM:
@@ -119,7 +113,7 @@ public final class TCPListener {
                 }
             }
             guard let peer else {
-                Glibc.close(fd)
+                Socket.close(fd)
                 continue
             }
             acceptedCount += 1
@@ -135,7 +129,7 @@ public final class TCPListener {
     /// or a closing connection says to try again. Logs once per episode, not per attempt.
     private func pause(reason: String, forFiles: Bool) {
         isAcceptPaused = true
-        event_del(acceptEvent)
+        events.disarm(0)
         if forFiles {
             if !pausedForFiles {
                 pausedForFiles = true
@@ -156,7 +150,7 @@ public final class TCPListener {
         isAcceptPaused = false
         retryTimer?.cancel()
         retryTimer = nil
-        event_add(acceptEvent, nil)
+        events.arm(0)
         acceptReady()
     }
 
@@ -209,27 +203,16 @@ extension Reactor {
         connectionOptions: ConnectionOptions = .init(),
         makeHandler: @escaping (Connection) -> any ConnectionHandler
     ) throws(ReactorError) -> TCPListener {
+        preconditionInLoop()
         guard state != .stopped else {
             throw ReactorError(.reactorStopped, operation: .listen, address: address)
         }
         try connectionOptions.validate()
-        let fd = cevent_socket(address.domain, Int32(SOCK_STREAM.rawValue))
-        guard fd >= 0 else { throw ReactorError(errno: errno, operation: .socket, address: address) }
-        func fail(_ operation: ReactorError.Operation) -> ReactorError {
-            let error = ReactorError(errno: errno, operation: operation, address: address)
-            Glibc.close(fd)
-            return error
-        }
-        var one: Int32 = 1
-        let size = socklen_t(MemoryLayout<Int32>.size)
-        if options.reuseAddress, setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, size) != 0 { throw fail(.setOption) }
-        if options.reusePort, setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, size) != 0 { throw fail(.setOption) }
-        if address.family == .ipv6 {
-            var v6only: Int32 = options.ipv6Only ? 1 : 0
-            if setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &v6only, size) != 0 { throw fail(.setOption) }
-        }
-        if address.withSockAddr({ bind(fd, $0, $1) }) != 0 { throw fail(.bind) }
-        if Glibc.listen(fd, options.backlog) != 0 { throw fail(.listen) }
+        let fd = try Socket.open(
+            .stream, for: address,
+            SocketSettings(reuseAddress: options.reuseAddress, reusePort: options.reusePort, ipv6Only: options.ipv6Only))
+        try Socket.bind(fd, to: address)
+        try Socket.listen(fd, backlog: options.backlog, address: address)
         let bound = SocketAddress.of(fd: fd, peer: false) ?? address
         let listener = TCPListener(
             reactor: self, fd: fd, address: bound, options: options,

@@ -1,9 +1,5 @@
-import CEvent
-import Logging
-
-#if canImport(Glibc)
 import Glibc
-#endif
+import Logging
 
 /// A UDP socket on a ``Reactor``: receives datagrams in batches and hands each, whole, to
 /// its ``DatagramHandler``. Made by ``Reactor/bindUDP(host:port:options:handler:)`` or
@@ -21,7 +17,8 @@ import Glibc
 /// datagram the kernel cannot take now is dropped, counted, and reported, like one lost
 /// on the wire.
 public final class UDPSocket {
-    /// The reactor this socket belongs to.
+    /// The reactor this socket belongs to, held strongly like every object a reactor
+    /// makes (docs/architecture.md, "Ownership").
     public let reactor: Reactor
     /// The socket.
     public let fileDescriptor: Int32
@@ -40,10 +37,10 @@ public final class UDPSocket {
     @exclusivity(unchecked) public private(set) var counters = UDPCounters()
 
     @exclusivity(unchecked) private var handler: (any DatagramHandler)?
-    private var readEvent: OpaquePointer?
+    private var events = LoopEvents(count: 1)
     /// Replies batched while a receive batch is handled, flushed when it ends.
     private var replies: DatagramArea?
-    @exclusivity(unchecked) private var replySlots: UnsafeMutablePointer<cevent_datagram>?
+    @exclusivity(unchecked) private var replySlots: UnsafeMutablePointer<Datagram>?
     @exclusivity(unchecked) private var replyCount = 0
     @exclusivity(unchecked) private var replyBytes = 0
     /// The bytes of the receive batch being handled (nil outside one): replies that lie
@@ -59,19 +56,18 @@ public final class UDPSocket {
         self.options = options
         self.handler = handler
         self.segmentation = options.segmentationOffload ? 1 : 0
-        readEvent = event_new(reactor.base, fd, Int16(EV_READ | EV_PERSIST), { _, _, context in
-            Unmanaged<UDPSocket>.fromOpaque(context!).takeUnretainedValue().readable()
-        }, Unmanaged.passUnretained(self).toOpaque())
+        events.assign(0, on: reactor.base, .readable(fd), owner: self) { _, _, context in
+            LoopEvents.withOwner(context, UDPSocket.self) { $0.readable() }
+        }
     }
 
     deinit {
-        if let readEvent { event_free(readEvent) }
-        if isOpen { Glibc.close(fileDescriptor) }
+        if isOpen { Socket.close(fileDescriptor) }
     }
 
     func start() {
-        event_add(readEvent, nil)
-        reactor.udpSockets[ObjectIdentifier(self)] = self
+        events.arm(0)
+        reactor.registry.insert(.udpSocket(self))
         reactor.runSoon { [self] in
             if isOpen { handler?.opened(self) }
         }
@@ -91,8 +87,9 @@ public final class UDPSocket {
     @discardableResult
     public func send(_ bytes: UnsafeRawBufferPointer, to address: SocketAddress) -> Bool {
         guard isOpen else { return false }
+        reactor.assertInLoop()
         if receiving != nil, batch(bytes, to: address) { return true }
-        var datagram = cevent_datagram()
+        var datagram = Datagram()
         datagram.data = UnsafeMutableRawPointer(mutating: bytes.baseAddress)
         datagram.length = UInt32(truncatingIfNeeded: bytes.count)
         datagram.address_length = address.copy(into: &datagram.address)
@@ -158,11 +155,11 @@ public final class UDPSocket {
     }
 
     /// Replies one flush sends: as many as one `sendmmsg` takes.
-    private static let replySlots = Int(CEVENT_DATAGRAM_BATCH_MAX)
+    private static let replySlots = Socket.datagramBatchMax
     /// Bytes of copied (not echoed) replies one flush holds.
     private static let replyStorage = 65_536
 
-    private func makeReplyArea() -> UnsafeMutablePointer<cevent_datagram> {
+    private func makeReplyArea() -> UnsafeMutablePointer<Datagram> {
         let area = DatagramArea(count: Self.replySlots, slotSize: Self.replyStorage / Self.replySlots)
         replies = area
         replySlots = area.slots.baseAddress
@@ -181,20 +178,24 @@ public final class UDPSocket {
     /// datagram is skipped and the rest still go, except after a full send buffer, which
     /// drops them all. Returns how many were sent.
     @discardableResult
-    private func sendNow(_ first: UnsafeMutablePointer<cevent_datagram>, count: Int) -> Int {
+    private func sendNow(_ first: UnsafeMutablePointer<Datagram>, count: Int) -> Int {
         var start = 0
         var total = 0
         while start < count {
-            let sent = Int(cevent_send_batch(
-                fileDescriptor, first + start, UInt32(Swift.min(count - start, Int(CEVENT_DATAGRAM_BATCH_MAX))), &segmentation))
-            if sent > 0 {
+            let error: Int32
+            switch Socket.sendBatch(
+                fileDescriptor, first + start, count: Swift.min(count - start, Socket.datagramBatchMax),
+                segmentation: &segmentation)
+            {
+            case .done(let sent) where sent > 0:
                 counters.sent += sent
                 for index in start..<(start + sent) { counters.sentBytes += Int(first[index].length) }
                 start += sent
                 total += sent
                 continue
+            case .done, .wouldBlock, .endOfFile: error = EAGAIN
+            case .failed(let failure): error = failure
             }
-            let error = errno
             let full = error == EAGAIN || error == ENOBUFS
             for index in start..<(full ? count : start + 1) { sendFailed(errno: error, to: first[index]) }
             start = full ? count : start + 1
@@ -202,7 +203,7 @@ public final class UDPSocket {
         return total
     }
 
-    private func sendFailed(errno error: Int32, to datagram: cevent_datagram) {
+    private func sendFailed(errno error: Int32, to datagram: Datagram) {
         switch error {
         case EAGAIN, ENOBUFS: counters.sendDropped += 1
         case EMSGSIZE: counters.sendTooLarge += 1
@@ -225,9 +226,12 @@ public final class UDPSocket {
         for _ in 0..<options.maxBatchesPerWakeup {
             guard isOpen else { return }
             for index in 0..<options.receiveBatch { area.slots[index].capacity = options.maxDatagramSize }
-            let count = Int(cevent_recv_batch(fileDescriptor, area.slots.baseAddress, UInt32(options.receiveBatch)))
-            guard count > 0 else {
-                if count < 0 { receiveFailed(errno: errno) }
+            let count: Int
+            switch Socket.receiveBatch(fileDescriptor, area.slots.baseAddress.unsafelyUnwrapped, count: options.receiveBatch) {
+            case .done(let received): count = received
+            case .wouldBlock, .endOfFile: return
+            case .failed(let error):
+                receiveFailed(errno: error)
                 return
             }
             receiving = UnsafeRawBufferPointer(area.storage)
@@ -245,7 +249,7 @@ public final class UDPSocket {
     }
 
     @inline(__always)
-    private func deliver(_ slot: UnsafeMutablePointer<cevent_datagram>, to handler: any DatagramHandler) {
+    private func deliver(_ slot: UnsafeMutablePointer<Datagram>, to handler: any DatagramHandler) {
         let sender = slot.withMemoryRebound(to: sockaddr.self, capacity: 1) { SocketAddress($0) }
             ?? remoteAddress ?? localAddress
         let length = Int(slot.pointee.length)
@@ -271,7 +275,6 @@ public final class UDPSocket {
     }
 
     private func receiveFailed(errno error: Int32) {
-        if error == EAGAIN || error == EINTR { return }
         // An ICMP error queued on the socket (ECONNREFUSED for a connected socket whose
         // peer has no listener) is reported once and cleared by this very receive.
         counters.receiveErrors += 1
@@ -288,8 +291,9 @@ public final class UDPSocket {
     /// - Throws: ``ReactorError`` when the kernel refuses (another family, no route, ...).
     public func connect(to address: SocketAddress) throws(ReactorError) {
         guard isOpen else { throw ReactorError(.invalidState, operation: .connect, address: address, hint: "the socket is closed") }
-        if address.withSockAddr({ Glibc.connect(fileDescriptor, $0, $1) }) != 0 {
-            throw ReactorError(errno: errno, operation: .connect, address: address)
+        reactor.assertInLoop()
+        if case .failed(let error) = Socket.connect(fileDescriptor, to: address) {
+            throw ReactorError(errno: error, operation: .connect, address: address)
         }
         remoteAddress = address
         if let bound = SocketAddress.of(fd: fileDescriptor, peer: false) { localAddress = bound }
@@ -299,14 +303,15 @@ public final class UDPSocket {
     /// are sent first. The handler hears ``DatagramHandler/closed(_:)`` after this call.
     public func close() {
         guard isOpen else { return }
+        reactor.assertInLoop()
         if receiving != nil {
             receiving = nil
             flushReplies()
         }
         isOpen = false
-        event_del(readEvent)
-        Glibc.close(fileDescriptor)
-        reactor.udpSockets[ObjectIdentifier(self)] = nil
+        events.disarm(0)
+        Socket.close(fileDescriptor)
+        reactor.registry.remove(self)
         reactor.runSoon { [self] in
             let handler = self.handler
             self.handler = nil
@@ -363,11 +368,7 @@ extension Reactor {
         on address: SocketAddress, options: UDPOptions = UDPOptions(), handler: some DatagramHandler
     ) throws(ReactorError) -> UDPSocket {
         let fd = try openUDPSocket(for: address, options: options)
-        if address.withSockAddr({ bind(fd, $0, $1) }) != 0 {
-            let error = ReactorError(errno: errno, operation: .bind, address: address)
-            Glibc.close(fd)
-            throw error
-        }
+        try Socket.bind(fd, to: address)
         let bound = SocketAddress.of(fd: fd, peer: false) ?? address
         let socket = UDPSocket(reactor: self, fd: fd, localAddress: bound, options: options, handler: handler)
         socket.start()
@@ -396,25 +397,15 @@ extension Reactor {
     }
 
     private func openUDPSocket(for address: SocketAddress, options: UDPOptions) throws(ReactorError) -> Int32 {
+        preconditionInLoop()
         guard state != .stopped else { throw ReactorError(.reactorStopped, operation: .bind, address: address) }
         try options.validate()
-        let fd = cevent_socket(address.domain, Int32(SOCK_DGRAM.rawValue))
-        guard fd >= 0 else { throw ReactorError(errno: errno, operation: .socket, address: address) }
-        func option(_ level: Int32, _ name: Int32, _ value: Int) throws(ReactorError) {
-            var value = Int32(clamping: value)
-            if setsockopt(fd, level, name, &value, socklen_t(MemoryLayout<Int32>.size)) != 0 {
-                let error = ReactorError(errno: errno, operation: .setOption, address: address)
-                Glibc.close(fd)
-                throw error
-            }
-        }
-        if options.reuseAddress { try option(SOL_SOCKET, SO_REUSEADDR, 1) }
-        if options.reusePort { try option(SOL_SOCKET, SO_REUSEPORT, 1) }
-        if address.family == .ipv6 { try option(Int32(IPPROTO_IPV6), IPV6_V6ONLY, options.ipv6Only ? 1 : 0) }
-        if let size = options.receiveBufferSize { try option(SOL_SOCKET, SO_RCVBUF, size) }
-        if let size = options.sendBufferSize { try option(SOL_SOCKET, SO_SNDBUF, size) }
-        // Without UDP_GRO the kernel splits a coalesced run itself, so failing here only costs speed.
-        if options.receiveOffload, options.maxDatagramSize == 65_536 { _ = cevent_enable_receive_offload(fd) }
+        let fd = try Socket.open(
+            .datagram, for: address,
+            SocketSettings(
+                reuseAddress: options.reuseAddress, reusePort: options.reusePort, ipv6Only: options.ipv6Only,
+                receiveBufferSize: options.receiveBufferSize, sendBufferSize: options.sendBufferSize))
+        if options.receiveOffload, options.maxDatagramSize == 65_536 { Socket.enableReceiveOffload(fd) }
         return fd
     }
 }
@@ -424,6 +415,6 @@ extension UDPSocket {
     fileprivate func discard() {
         isOpen = false
         handler = nil
-        Glibc.close(fileDescriptor)
+        Socket.close(fileDescriptor)
     }
 }

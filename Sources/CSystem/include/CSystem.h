@@ -1,43 +1,28 @@
-// CEvent: the one place that includes libevent. It re-exports libevent's
-// functions to Swift and wraps what Swift cannot import: function-like
-// macros (evtimer_new, evsignal_new) and socket calls whose flags are
-// cleaner to spell in C (accept4 and socket with SOCK_NONBLOCK|SOCK_CLOEXEC,
-// sendmsg with MSG_NOSIGNAL).
-#ifndef CEVENT_H
-#define CEVENT_H
+// CSystem: thin C helpers over Linux system calls, for what Swift spells poorly:
+// flag-laden calls (socket and accept4 with SOCK_NONBLOCK|SOCK_CLOEXEC, sendmsg with
+// MSG_NOSIGNAL), batches of datagrams (recvmmsg/sendmmsg with their control messages),
+// clocks, thread names and errno names. Nothing here knows libevent (that is CEvent).
+// Only Sources/ReactorCore/OS/ calls these functions.
+#ifndef CSYSTEM_H
+#define CSYSTEM_H
 
-// System headers first: libevent's event-config.h defines _GNU_SOURCE, and glibc
-// headers first seen under it would declare fd_set and friends differently from
-// Swift's Glibc module, which breaks any Swift file that imports both.
 #include <stddef.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <sys/types.h>
-#include <sys/select.h>
-#include <sys/time.h>
 #include <sys/socket.h>
 
-#include <event2/event.h>
-
-/// evtimer_new: an event with no file descriptor, fired only by timeouts or event_active.
-struct event *cevent_timer_new(struct event_base *base, event_callback_fn callback, void *context);
-
-/// evsignal_new with EV_PERSIST: fires on the loop thread each time the signal arrives.
-struct event *cevent_signal_new(struct event_base *base, int signal_number,
-                                event_callback_fn callback, void *context);
-
 /// A non-blocking, close-on-exec socket.
-int cevent_socket(int domain, int type);
+int csystem_socket(int domain, int type);
 
 /// accept4 with SOCK_NONBLOCK|SOCK_CLOEXEC: the accepted socket is ready for the reactor.
-int cevent_accept(int listen_fd, struct sockaddr *address, socklen_t *length);
+int csystem_accept(int listen_fd, struct sockaddr *address, socklen_t *length);
 
 /// Sends up to three pieces in one syscall (sendmsg, MSG_NOSIGNAL so a closed peer
 /// gives EPIPE instead of killing the process). Null or empty pieces are skipped.
-ssize_t cevent_send3(int fd,
+ssize_t csystem_send3(int fd,
                      const void *first, size_t first_length,
-                     const void *second, size_t second_length,
-                     const void *third, size_t third_length);
+                      const void *second, size_t second_length,
+                      const void *third, size_t third_length);
 
 /// One datagram of a batch, laid out so Swift reads it without calls. For a receive,
 /// `data`/`capacity` name the slot to fill, and the kernel fills `address` (the sender),
@@ -52,42 +37,42 @@ typedef struct {
     unsigned int segment_size;
     void *data;
     size_t capacity;
-} cevent_datagram;
+} csystem_datagram;
 
-/// The most datagrams one cevent_recv_batch or cevent_send_batch call moves.
-#define CEVENT_DATAGRAM_BATCH_MAX 64
+/// The most datagrams one csystem_recv_batch or csystem_send_batch call moves.
+#define CSYSTEM_DATAGRAM_BATCH_MAX 64
 
 /// recvmmsg without blocking, with MSG_TRUNC so a datagram longer than its slot reports
 /// its real length, and the UDP_GRO segment size read from each message's control data.
 /// Returns how many slots were filled (at most `count`, at most
-/// CEVENT_DATAGRAM_BATCH_MAX), or -1 with errno.
-int cevent_recv_batch(int fd, cevent_datagram *datagrams, unsigned int count);
+/// CSYSTEM_DATAGRAM_BATCH_MAX), or -1 with errno.
+int csystem_recv_batch(int fd, csystem_datagram *datagrams, unsigned int count);
 
 /// sendmmsg without blocking. Returns how many were sent from the front of the batch
 /// (fewer than `count` means the next one failed: send the rest again to learn why), or
 /// -1 with errno when the first failed. While `*segment` is nonzero, runs of equal-sized
 /// datagrams (up to 1232 bytes) to one destination go as one UDP_SEGMENT message; a
 /// kernel that refuses that clears `*segment` and the batch goes datagram by datagram.
-int cevent_send_batch(int fd, const cevent_datagram *datagrams, unsigned int count, int *segment);
+int csystem_send_batch(int fd, const csystem_datagram *datagrams, unsigned int count, int *segment);
 
 /// Asks the kernel to coalesce runs of datagrams from one sender into one receive
 /// (UDP_GRO). Returns 0, or -1 with errno when the kernel cannot.
-int cevent_enable_receive_offload(int fd);
+int csystem_enable_udp_gro(int fd);
 
 /// A non-blocking, close-on-exec eventfd: the reactor's wake-up from other threads.
-int cevent_eventfd(void);
+int csystem_eventfd(void);
 
 /// Names the calling thread (visible in top -H and debuggers); at most 15 bytes are kept.
-void cevent_set_thread_name(const char *name);
+void csystem_set_thread_name(const char *name);
 
 /// Monotonic time in nanoseconds (CLOCK_MONOTONIC).
-uint64_t cevent_monotonic_ns(void);
+uint64_t csystem_monotonic_ns(void);
 
 /// Coarse monotonic time in nanoseconds (CLOCK_MONOTONIC_COARSE: a few milliseconds of
 /// resolution for a fraction of the cost), for idle-time stamps taken on every read.
-uint64_t cevent_coarse_monotonic_ns(void);
+uint64_t csystem_coarse_monotonic_ns(void);
 
 /// The errno name ("ECONNREFUSED") for error messages, or NULL when not one we name.
-const char *cevent_errno_name(int error);
+const char *csystem_errno_name(int error);
 
 #endif

@@ -1,5 +1,5 @@
 #define _GNU_SOURCE
-#include "CEvent.h"
+#include "CSystem.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -10,24 +10,15 @@
 #include <netinet/udp.h>
 #include <time.h>
 
-struct event *cevent_timer_new(struct event_base *base, event_callback_fn callback, void *context) {
-    return evtimer_new(base, callback, context);
-}
-
-struct event *cevent_signal_new(struct event_base *base, int signal_number,
-                                event_callback_fn callback, void *context) {
-    return event_new(base, signal_number, EV_SIGNAL | EV_PERSIST, callback, context);
-}
-
-int cevent_socket(int domain, int type) {
+int csystem_socket(int domain, int type) {
     return socket(domain, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 }
 
-int cevent_accept(int listen_fd, struct sockaddr *address, socklen_t *length) {
+int csystem_accept(int listen_fd, struct sockaddr *address, socklen_t *length) {
     return accept4(listen_fd, address, length, SOCK_NONBLOCK | SOCK_CLOEXEC);
 }
 
-ssize_t cevent_send3(int fd,
+ssize_t csystem_send3(int fd,
                      const void *first, size_t first_length,
                      const void *second, size_t second_length,
                      const void *third, size_t third_length) {
@@ -45,14 +36,14 @@ ssize_t cevent_send3(int fd,
     return sendmsg(fd, &message, MSG_NOSIGNAL);
 }
 
-int cevent_recv_batch(int fd, cevent_datagram *datagrams, unsigned int count) {
-    struct mmsghdr messages[CEVENT_DATAGRAM_BATCH_MAX];
-    struct iovec parts[CEVENT_DATAGRAM_BATCH_MAX];
+int csystem_recv_batch(int fd, csystem_datagram *datagrams, unsigned int count) {
+    struct mmsghdr messages[CSYSTEM_DATAGRAM_BATCH_MAX];
+    struct iovec parts[CSYSTEM_DATAGRAM_BATCH_MAX];
     union {
         char space[CMSG_SPACE(sizeof(int))];
         struct cmsghdr align;
-    } controls[CEVENT_DATAGRAM_BATCH_MAX];
-    if (count > CEVENT_DATAGRAM_BATCH_MAX) count = CEVENT_DATAGRAM_BATCH_MAX;
+    } controls[CSYSTEM_DATAGRAM_BATCH_MAX];
+    if (count > CSYSTEM_DATAGRAM_BATCH_MAX) count = CSYSTEM_DATAGRAM_BATCH_MAX;
     for (unsigned int i = 0; i < count; i++) {
         parts[i].iov_base = datagrams[i].data;
         parts[i].iov_len = datagrams[i].capacity;
@@ -86,33 +77,33 @@ int cevent_recv_batch(int fd, cevent_datagram *datagrams, unsigned int count) {
     return received;
 }
 
-int cevent_enable_receive_offload(int fd) {
+int csystem_enable_udp_gro(int fd) {
     int on = 1;
     return setsockopt(fd, SOL_UDP, UDP_GRO, &on, sizeof on);
 }
 
 /// Datagrams this long or shorter may share a UDP_SEGMENT send: under the IPv6 minimum
 /// MTU less headers, so a segment never exceeds a path's MTU.
-#define CEVENT_SEGMENT_MAX 1232
+#define CSYSTEM_SEGMENT_MAX 1232
 /// The kernel's UDP_MAX_SEGMENTS on older kernels.
-#define CEVENT_SEGMENTS_MAX 64
+#define CSYSTEM_SEGMENTS_MAX 64
 
-static int same_destination(const cevent_datagram *a, const cevent_datagram *b) {
+static int same_destination(const csystem_datagram *a, const csystem_datagram *b) {
     return a->address_length == b->address_length &&
            memcmp(&a->address, &b->address, a->address_length) == 0;
 }
 
-int cevent_send_batch(int fd, const cevent_datagram *datagrams, unsigned int count, int *segment) {
-    struct mmsghdr messages[CEVENT_DATAGRAM_BATCH_MAX];
-    struct iovec parts[CEVENT_DATAGRAM_BATCH_MAX];
+int csystem_send_batch(int fd, const csystem_datagram *datagrams, unsigned int count, int *segment) {
+    struct mmsghdr messages[CSYSTEM_DATAGRAM_BATCH_MAX];
+    struct iovec parts[CSYSTEM_DATAGRAM_BATCH_MAX];
     union {
         char space[CMSG_SPACE(sizeof(uint16_t))];
         struct cmsghdr align;
-    } controls[CEVENT_DATAGRAM_BATCH_MAX];
-    unsigned int carried[CEVENT_DATAGRAM_BATCH_MAX];
-    if (count > CEVENT_DATAGRAM_BATCH_MAX) count = CEVENT_DATAGRAM_BATCH_MAX;
+    } controls[CSYSTEM_DATAGRAM_BATCH_MAX];
+    unsigned int carried[CSYSTEM_DATAGRAM_BATCH_MAX];
+    if (count > CSYSTEM_DATAGRAM_BATCH_MAX) count = CSYSTEM_DATAGRAM_BATCH_MAX;
     if (count == 1) {
-        const cevent_datagram *only = &datagrams[0];
+        const csystem_datagram *only = &datagrams[0];
         ssize_t sent = sendto(fd, only->data, only->length, MSG_DONTWAIT | MSG_NOSIGNAL,
                               only->address_length ? (const struct sockaddr *)&only->address : NULL,
                               only->address_length);
@@ -121,12 +112,12 @@ int cevent_send_batch(int fd, const cevent_datagram *datagrams, unsigned int cou
     unsigned int used = 0;
     int segmented = 0;
     for (unsigned int i = 0; i < count;) {
-        const cevent_datagram *first = &datagrams[i];
+        const csystem_datagram *first = &datagrams[i];
         // A run of equal-sized datagrams to one destination goes as one UDP_SEGMENT
         // (GSO) message: one trip through the stack, split into datagrams by the kernel.
         unsigned int run = 1;
-        if (*segment && first->length > 0 && first->length <= CEVENT_SEGMENT_MAX) {
-            while (i + run < count && run < CEVENT_SEGMENTS_MAX &&
+        if (*segment && first->length > 0 && first->length <= CSYSTEM_SEGMENT_MAX) {
+            while (i + run < count && run < CSYSTEM_SEGMENTS_MAX &&
                    datagrams[i + run].length == first->length && same_destination(first, &datagrams[i + run])) {
                 run++;
             }
@@ -163,7 +154,7 @@ int cevent_send_batch(int fd, const cevent_datagram *datagrams, unsigned int cou
         // No segmentation offload here (an old kernel, a device without checksum
         // offload): send datagram by datagram from now on.
         *segment = 0;
-        return cevent_send_batch(fd, datagrams, count, segment);
+        return csystem_send_batch(fd, datagrams, count, segment);
     }
     if (sent < 0) return -1;
     unsigned int total = 0;
@@ -171,30 +162,30 @@ int cevent_send_batch(int fd, const cevent_datagram *datagrams, unsigned int cou
     return (int)total;
 }
 
-int cevent_eventfd(void) {
+int csystem_eventfd(void) {
     return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 }
 
-void cevent_set_thread_name(const char *name) {
+void csystem_set_thread_name(const char *name) {
     char truncated[16];
     strncpy(truncated, name, sizeof truncated - 1);
     truncated[sizeof truncated - 1] = 0;
     pthread_setname_np(pthread_self(), truncated);
 }
 
-uint64_t cevent_monotonic_ns(void) {
+uint64_t csystem_monotonic_ns(void) {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
     return (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
 }
 
-uint64_t cevent_coarse_monotonic_ns(void) {
+uint64_t csystem_coarse_monotonic_ns(void) {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
     return (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
 }
 
-const char *cevent_errno_name(int error) {
+const char *csystem_errno_name(int error) {
     switch (error) {
     case EADDRINUSE: return "EADDRINUSE";
     case EADDRNOTAVAIL: return "EADDRNOTAVAIL";
