@@ -1,6 +1,4 @@
-#if canImport(Glibc)
 import Glibc
-#endif
 
 /// Frames that end with a delimiter: `\n` (``line``), `\r\n` (``crlf``), or any byte
 /// sequence. The payload excludes the delimiter; an empty payload is a valid frame.

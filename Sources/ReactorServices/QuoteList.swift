@@ -1,6 +1,4 @@
-#if canImport(Glibc)
 import Glibc
-#endif
 
 /// The quotes the RFC 865 quote-of-the-day service gives out, each one checked to fit a
 /// reply of under 512 bytes.

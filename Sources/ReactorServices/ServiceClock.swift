@@ -1,6 +1,4 @@
-#if canImport(Glibc)
 import Glibc
-#endif
 
 /// Where the daytime and time services get the current date: the system's real-time clock
 /// by default, or any other source of seconds, so that tests (and replays) can set the

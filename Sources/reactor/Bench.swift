@@ -1,11 +1,8 @@
 import ArgumentParser
 import Foundation
+import Glibc
 import Logging
 import ReactorBench
-
-#if canImport(Glibc)
-import Glibc
-#endif
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(

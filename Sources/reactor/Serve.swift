@@ -1,12 +1,9 @@
 import ArgumentParser
+import Glibc
 import Logging
 import ReactorCore
 import ReactorFraming
 import ReactorServices
-
-#if canImport(Glibc)
-import Glibc
-#endif
 
 struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(

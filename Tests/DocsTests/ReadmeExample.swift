@@ -1,8 +1,5 @@
-import ReactorCore
-
-#if canImport(Glibc)
 import Glibc
-#endif
+import ReactorCore
 
 /// Echoes every byte back to its sender.
 final class Echo: ConnectionHandler {

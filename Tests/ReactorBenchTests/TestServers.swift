@@ -1,10 +1,7 @@
+import Glibc
 import ReactorCore
 import ReactorFraming
 import ReactorTestSupport
-
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// Servers for the honesty tests, each on its own reactor thread in this process.
 struct TestServer {

@@ -1,11 +1,8 @@
 // SocketAddress parsing and printing, and ReactorError classification and messages.
 
+import Glibc
 import ReactorCore
 import Testing
-
-#if canImport(Glibc)
-import Glibc
-#endif
 
 @Suite("SocketAddress")
 struct SocketAddressTests {

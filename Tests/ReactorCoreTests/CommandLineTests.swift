@@ -2,13 +2,10 @@
 // SIGTERM, user errors on stderr, --help, and surviving EMFILE.
 
 import Foundation
+import Glibc
 import ReactorCore
 import ReactorTestSupport
 import Testing
-
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// Starts `reactor serve echo` with `arguments` and reads the port from its first line.
 private func serveEcho(_ extra: [String] = []) throws -> (ChildProcess, SocketAddress, String) {

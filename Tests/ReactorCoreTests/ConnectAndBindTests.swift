@@ -2,14 +2,11 @@
 // bind: typed errors that name the address and the cause.
 
 import Foundation
+import Glibc
 import ReactorCore
 import ReactorServices
 import ReactorTestSupport
 import Testing
-
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// Starts a non-blocking connect and leaves it in flight; returns the socket.
 private func connectInBackground(to address: SocketAddress) -> Int32 {

@@ -3,14 +3,11 @@
 // watermark pausing reads from a peer that does not read.
 
 import Foundation
+import Glibc
 import ReactorCore
 import ReactorServices
 import ReactorTestSupport
 import Testing
-
-#if canImport(Glibc)
-import Glibc
-#endif
 
 @Suite("Connection lifecycle", .timeLimit(.minutes(1)))
 struct ConnectionLifecycleTests {

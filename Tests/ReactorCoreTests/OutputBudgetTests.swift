@@ -3,14 +3,11 @@
 // they read.
 
 import Foundation
+import Glibc
 import ReactorCore
 import ReactorServices
 import ReactorTestSupport
 import Testing
-
-#if canImport(Glibc)
-import Glibc
-#endif
 
 @Suite("Output budget", .timeLimit(.minutes(1)))
 struct OutputBudgetTests {

@@ -3,15 +3,12 @@
 
 import Dispatch
 import Foundation
+import Glibc
 import ReactorCore
 import ReactorServices
 import ReactorTestSupport
 import Synchronization
 import Testing
-
-#if canImport(Glibc)
-import Glibc
-#endif
 
 @Suite("Reactor", .timeLimit(.minutes(1)))
 struct ReactorTests {

@@ -4,13 +4,10 @@
 // and every acknowledged request answered in full on shutdown.
 
 import Foundation
+import Glibc
 import ReactorCore
 import ReactorTestSupport
 import Testing
-
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// A running `reactor serve echo --port 0` with `extra` options, and its address.
 private struct ServedEcho {

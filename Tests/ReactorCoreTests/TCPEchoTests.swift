@@ -3,14 +3,11 @@
 // for byte.
 
 import Foundation
+import Glibc
 import ReactorCore
 import ReactorServices
 import ReactorTestSupport
 import Testing
-
-#if canImport(Glibc)
-import Glibc
-#endif
 
 @Suite("TCP echo", .timeLimit(.minutes(1)))
 struct TCPEchoTests {

@@ -8,14 +8,11 @@
 
 import Dispatch
 import Foundation
+import Glibc
 import ReactorCore
 import ReactorServices
 import ReactorTestSupport
 import Testing
-
-#if canImport(Glibc)
-import Glibc
-#endif
 
 // MARK: - Threads
 

@@ -2,13 +2,10 @@
 // scheduling or cancelling from inside timer callbacks.
 
 import Foundation
+import Glibc
 import ReactorCore
 import ReactorTestSupport
 import Testing
-
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// Creates a reactor on a new thread, lets `setup` schedule work, runs the loop until
 /// something stops it, and returns what the closure `setup` returned says.

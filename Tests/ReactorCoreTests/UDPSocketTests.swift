@@ -3,13 +3,10 @@
 // closing. The bundled UDP services are tested in ReactorServicesTests.
 
 import Foundation
+import Glibc
 import ReactorCore
 import ReactorTestSupport
 import Testing
-
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// What a UDP handler saw, written on the reactor thread, read by the test.
 struct DatagramRecord: Sendable {

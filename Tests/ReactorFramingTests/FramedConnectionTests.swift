@@ -3,15 +3,12 @@
 // reactor thread with crafted spans for a real accepted Connection.
 
 import Foundation
+import Glibc
 import ReactorCore
 import ReactorFraming
 import ReactorServices
 import ReactorTestSupport
 import Testing
-
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// A loopback connection accepted by a reactor, for driving fresh FramedConnections
 /// directly with reads cut exactly where a test wants. Replies they send reach `client`.

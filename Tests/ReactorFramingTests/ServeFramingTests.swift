@@ -1,14 +1,11 @@
 // `reactor serve echo --framing F [--max-frame N]`, the built executable over loopback.
 
 import Foundation
+import Glibc
 import ReactorCore
 import ReactorFraming
 import ReactorTestSupport
 import Testing
-
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// A running `reactor serve echo` and the address it printed.
 struct ServeEcho {

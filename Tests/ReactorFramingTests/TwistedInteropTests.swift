@@ -6,12 +6,9 @@
 // except under CI (the CI environment variable set), where a missing Twisted fails them.
 
 import Foundation
+import Glibc
 import ReactorTestSupport
 import Testing
-
-#if canImport(Glibc)
-import Glibc
-#endif
 
 @Suite(
     "Twisted interop", .timeLimit(.minutes(1)),

@@ -2,13 +2,10 @@
 // the listening lines, each service over both transports, the options, the errors.
 
 import Foundation
+import Glibc
 import ReactorCore
 import ReactorTestSupport
 import Testing
-
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// A running `reactor serve` and the sockets its listening lines name.
 struct Served {

@@ -1,14 +1,11 @@
 // A bundled service on a reactor thread, over TCP and UDP on loopback port 0.
 
 import Foundation
+import Glibc
 import ReactorCore
 import ReactorServices
 import ReactorTestSupport
 import Testing
-
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// A reactor thread serving one service: a TCP listener and a UDP socket, each on a port
 /// of its own. The objects live on the reactor thread; reach them through ``onReactor(_:)``.

@@ -1,9 +1,6 @@
+import Glibc
 import ReactorCore
 import ReactorServices
-
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// Serves daytime over TCP and UDP on one port, with a stricter UDP limit than the
 /// default, until SIGINT.

@@ -3,10 +3,7 @@
 
 import Dispatch
 import Foundation
-
-#if canImport(Glibc)
 import Glibc
-#endif
 
 /// The package's root folder, from this file's place in Tests/ReactorTestSupport.
 public let packageRoot = URL(fileURLWithPath: #filePath)

@@ -4,11 +4,8 @@
 // client for tests that talk to a socket with read() and write().
 
 import Foundation
-import ReactorCore
-
-#if canImport(Glibc)
 import Glibc
-#endif
+import ReactorCore
 
 /// How a read loop ended.
 public enum StreamEnd: Equatable, CustomStringConvertible, Sendable {

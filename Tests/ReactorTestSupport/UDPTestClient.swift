@@ -2,11 +2,8 @@
 // framework's UDP code: blocking sends, receives bounded by poll() and a deadline.
 
 import Foundation
-import ReactorCore
-
-#if canImport(Glibc)
 import Glibc
-#endif
+import ReactorCore
 
 /// A UDP socket in the test process, bound to `host` and `port` (0: any free port).
 public final class UDPTestClient {

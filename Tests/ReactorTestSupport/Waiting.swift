@@ -6,13 +6,10 @@
 
 import Dispatch
 import Foundation
+import Glibc
 import ReactorCore
 import Synchronization
 import Testing
-
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// A test-side failure with a message that says what did not happen.
 public struct TestFailure: Error, CustomStringConvertible {

@@ -2,11 +2,8 @@
 // there (child processes and the `reactor` executable are in ReactorTestSupport).
 
 import Foundation
-import ReactorTestSupport
-
-#if canImport(Glibc)
 import Glibc
-#endif
+import ReactorTestSupport
 
 /// True when the environment variable CI is set (to anything but an empty string).
 let runningInCI: Bool = !(ProcessInfo.processInfo.environment["CI"] ?? "").isEmpty

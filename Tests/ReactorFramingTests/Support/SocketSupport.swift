@@ -4,15 +4,12 @@
 
 import Dispatch
 import Foundation
+import Glibc
 import Logging
 import ReactorCore
 import ReactorFraming
 import ReactorTestSupport
 import Testing
-
-#if canImport(Glibc)
-import Glibc
-#endif
 
 extension ReactorHandle {
     /// Runs `work` on the reactor thread and returns its result, waiting at most `timeout`.
