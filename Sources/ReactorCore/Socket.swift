@@ -173,6 +173,7 @@ enum Socket {
     }
 
     /// Up to three buffers in one `sendmsg`; empty ones are skipped.
+    @inline(__always)
     static func send(
         _ fd: Int32, _ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer, _ c: UnsafeRawBufferPointer
     ) -> IOResult {
@@ -185,6 +186,7 @@ enum Socket {
     }
 
     /// Receives up to `count` datagrams into `slots` (one `recvmmsg`): `.done(n)` with n > 0.
+    @inline(__always)
     static func receiveBatch(_ fd: Int32, _ slots: UnsafeMutablePointer<Datagram>, count: Int) -> IOResult {
         while true {
             let received = Int(csystem_recv_batch(fd, slots, UInt32(count)))
@@ -199,6 +201,7 @@ enum Socket {
     /// single one): `.done(n)` for the first n sent; a failure is the first datagram's.
     /// While `segmentation` is nonzero, runs of equal-sized datagrams go as UDP_SEGMENT
     /// messages; a kernel that refuses clears it.
+    @inline(__always)
     static func sendBatch(
         _ fd: Int32, _ slots: UnsafeMutablePointer<Datagram>, count: Int, segmentation: inout Int32
     ) -> IOResult {
