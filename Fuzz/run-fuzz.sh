@@ -20,7 +20,7 @@ mkdir -p "$build/src"
 for name in Framer DelimiterFramer FixedLengthFramer LengthPrefixFramer NetstringFramer RawFramer; do
     sed '/^import ReactorCore$/d' "$root/Sources/ReactorFraming/$name.swift" > "$build/src/$name.swift"
 done
-cp "$root/Sources/ReactorCore/RawSpan+Bytes.swift" "$build/src/"
+cp "$root/Sources/ReactorCore/Common/RawSpan+Bytes.swift" "$build/src/"
 
 echo "building $build/fuzz-framers"
 if ! "$swiftc" -sanitize=fuzzer,address -parse-as-library -swift-version 6 -O -g \

@@ -1,5 +1,6 @@
-// CEvent: libevent's headers for Swift, and nothing else. Only Sources/ReactorCore/OS/
-// imports it (LoopEvents.swift); helpers over plain system calls live in CSystem.
+// CEvent: libevent's headers for Swift, and nothing else. Only
+// Sources/ReactorCore/OS/EventLoop.swift imports it; helpers over plain system calls
+// live in CSystem.
 #ifndef CEVENT_H
 #define CEVENT_H
 
