@@ -7,10 +7,15 @@
 # once-a-second bookkeeping of the run itself, not of requests.
 #
 #   bash Benchmarks/alloc/alloc-check.sh          # REACTOR_BIN=... for another build
+#
+# Environment: ALLOC_SHORT, ALLOC_LONG (the two runs' seconds: 1 and 4); ALLOC_RESULTS (a
+# file that gets one "client|allocations per request" line per row, for budgets.sh).
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 REACTOR_BIN=${REACTOR_BIN:-$ROOT/.build/release/reactor}
+ALLOC_SHORT=${ALLOC_SHORT:-1}
+ALLOC_LONG=${ALLOC_LONG:-4}
 WORK=$(mktemp -d /tmp/alloc-check.XXXXXX)
 SERVER=
 cleanup() {
@@ -37,16 +42,18 @@ run() {
     echo "$(sed -n 's/^malloc_count=//p' "$WORK/run.err") $(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['requests'])" "$WORK/run.json")"
 }
 
-printf '| client | allocations 1 s | allocations 4 s | extra requests | allocations per request |\n|---|---:|---:|---:|---:|\n'
+[[ -z ${ALLOC_RESULTS:-} ]] || : >"$ALLOC_RESULTS"
+printf "| client | allocations $ALLOC_SHORT s | allocations $ALLOC_LONG s | extra requests | allocations per request |\n|---|---:|---:|---:|---:|\n"
 status=0
 check() {
     local label=$1
     shift
-    read -r short_allocs short_requests < <(run 1 "$@")
-    read -r long_allocs long_requests < <(run 4 "$@")
+    read -r short_allocs short_requests < <(run "$ALLOC_SHORT" "$@")
+    read -r long_allocs long_requests < <(run "$ALLOC_LONG" "$@")
     local extra=$((long_requests - short_requests))
     local per=$(python3 -c "print(f'{($long_allocs - $short_allocs) / max($extra, 1):.6f}')")
     printf '| %s | %s | %s | %s | %s |\n' "$label" "$short_allocs" "$long_allocs" "$extra" "$per"
+    [[ -z ${ALLOC_RESULTS:-} ]] || echo "$label|$per" >>"$ALLOC_RESULTS"
     python3 -c "import sys; sys.exit(0 if ($long_allocs - $short_allocs) <= 10 else 1)" || status=1
 }
 check "raw 50x1x64" --protocol raw --connections 50

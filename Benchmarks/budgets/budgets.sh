@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# budgets.sh: instructions and heap allocations per request of the release `reactor`,
+# against the checked-in budgets (budgets.json). docs/performance.md, "Budgets", says
+# what each metric is and when a budget may be raised.
+#
+#   bash Benchmarks/budgets/budgets.sh [table|check|update|measure]
+#     table    measure, print the table (metric, measured, budget, delta); exit 0
+#     check    the same; exit 1 when a metric is more than the tolerance over its budget
+#     update   measure and rewrite budgets.json with the figures
+#     measure  print the measurement as JSON only
+#
+# Server instructions: `reactor serve echo` runs under callgrind while drive.py sends a
+# fixed number of requests (lockstep: see drive.py), once with N and once with 2N; the
+# difference of the two totals divided by N is the cost of N requests with start-up,
+# accept, close and shutdown cancelled out. Server allocations: the same two runs under
+# ../alloc/malloc_count.c. Client allocations: ../alloc/alloc-check.sh.
+#
+# Environment: REACTOR_BIN (.build/release/reactor, built when missing),
+#   BUDGETS_OUT (also keep the measurement's JSON in this file).
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+REACTOR_BIN=${REACTOR_BIN:-$ROOT/.build/release/reactor}
+COMMAND=${1:-table}
+WORK=$(mktemp -d /tmp/budgets.XXXXXX)
+SERVER=
+cleanup() {
+    if [[ -n $SERVER ]]; then kill -KILL "$SERVER" 2>/dev/null || true; fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+say() { echo "budgets: $*" >&2; }
+die() { say "$*"; exit 1; }
+
+case $COMMAND in table | check | update | measure) ;; *) die "unknown command '$COMMAND' (table, check, update, measure)" ;; esac
+command -v valgrind >/dev/null || die "valgrind is missing (make budgets installs it)"
+[[ -x $REACTOR_BIN ]] || (cd "$ROOT" && swift build -c release --product reactor >&2)
+# valgrind 3.19 cannot read the DWARF Swift 6.3 writes and would stop at start-up; the
+# symbol table stays, which is all a total needs.
+cp "$REACTOR_BIN" "$WORK/reactor"
+strip --strip-debug "$WORK/reactor"
+cc -O2 -shared -fPIC -o "$WORK/malloc_count.so" "$ROOT/Benchmarks/alloc/malloc_count.c" -ldl
+
+# serve TOOL PROTO REQUESTS BURST SERVE-ARGS...: one server run under TOOL (callgrind or
+# malloc) with drive.py sending REQUESTS of PROTO in bursts of BURST; prints the run's
+# total (instructions or allocations).
+serve() {
+    local tool=$1 proto=$2 requests=$3 burst=$4 listen=tcp port= i
+    shift 4
+    [[ $proto == udp ]] && listen=udp
+    local out=$WORK/server.out err=$WORK/server.err
+    : >"$out"
+    # Swift seeds its hashing at random per process; a fixed seed keeps dictionary probes,
+    # and so the instruction count, the same from run to run.
+    if [[ $tool == callgrind ]]; then
+        SWIFT_DETERMINISTIC_HASHING=1 valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out" \
+            "$WORK/reactor" serve echo --host 127.0.0.1 --port 0 "$@" >"$out" 2>"$err" &
+    else
+        SWIFT_DETERMINISTIC_HASHING=1 LD_PRELOAD=$WORK/malloc_count.so \
+            "$WORK/reactor" serve echo --host 127.0.0.1 --port 0 "$@" >"$out" 2>"$err" &
+    fi
+    SERVER=$!
+    for ((i = 0; i < 600; i++)); do
+        port=$(sed -nE "s/^listening $listen .*:([0-9]+) .*/\\1/p" "$out")
+        [[ -n $port ]] && break
+        kill -0 "$SERVER" 2>/dev/null || { cat "$err" >&2; die "reactor serve exited before listening"; }
+        sleep 0.05
+    done
+    [[ -n $port ]] || die "reactor serve under $tool printed no 'listening $listen' line within 30 s"
+    timeout -k 5 120 python3 "$HERE/drive.py" "$proto" 127.0.0.1 "$port" "$requests" --burst "$burst" ||
+        die "drive.py $proto against reactor serve under $tool failed"
+    kill -TERM "$SERVER"
+    local rc=0
+    wait "$SERVER" || rc=$?
+    SERVER=
+    [[ $rc -eq 0 ]] || { cat "$err" >&2; die "reactor serve under $tool exited with status $rc after SIGTERM"; }
+    if [[ $tool == callgrind ]]; then
+        sed -n 's/^totals: \([0-9]*\).*/\1/p' "$WORK/callgrind.out"
+    else
+        sed -n 's/^malloc_count=//p' "$err"
+    fi
+}
+
+# per_request TOOL PROTO N BURST SERVE-ARGS...: (total of 2N requests - total of N) / N.
+per_request() {
+    local tool=$1 proto=$2 n=$3
+    shift 3
+    local one two
+    one=$(serve "$tool" "$proto" "$n" "$@")
+    two=$(serve "$tool" "$proto" $((2 * n)) "$@")
+    [[ $one =~ ^[0-9]+$ && $two =~ ^[0-9]+$ ]] || die "no $tool total from reactor serve ($one, $two)"
+    say "  $tool $proto: $n requests $one, $((2 * n)) requests $two"
+    python3 -c "import sys; print(round(($two - $one) / $n, $([[ $tool == callgrind ]] && echo 1 || echo 3)) + 0.0)"
+}
+
+# The four scenarios: name, drive.py protocol, requests N, burst, serve arguments.
+# --udp-rate 0: all requests come from one address, which the reply limit would throttle.
+SCENARIOS=(
+    "ping-pong echo|raw|2000|1|--tcp-only"
+    "pipelined line echo (per line)|line|8000|16|--tcp-only --framing line"
+    "int32 echo (per frame)|int32|8000|16|--tcp-only --framing int32"
+    "UDP echo|udp|2000|1|--udp-only --udp-rate 0"
+)
+
+metrics=$WORK/metrics.txt
+: >"$metrics"
+SECONDS=0
+for scenario in "${SCENARIOS[@]}"; do
+    IFS='|' read -r name proto n burst args <<<"$scenario"
+    say "$name"
+    # shellcheck disable=SC2086
+    echo "server instructions/request, $name|$(per_request callgrind "$proto" "$n" "$burst" $args)" >>"$metrics"
+    # shellcheck disable=SC2086
+    echo "server allocations/request, $name|$(per_request malloc "$proto" "$n" "$burst" $args)" >>"$metrics"
+done
+say "server runs: ${SECONDS} s; the client (alloc-check.sh)"
+# alloc-check.sh fails on its own when a longer run allocates more than a few times more
+# in all; its rows then still go into the table, and `check` fails at the end.
+alloc_status=0
+ALLOC_SHORT=0.5 ALLOC_LONG=1.5 ALLOC_RESULTS=$WORK/client.txt REACTOR_BIN=$REACTOR_BIN \
+    bash "$ROOT/Benchmarks/alloc/alloc-check.sh" >&2 || alloc_status=$?
+# The client's runs are timed, not counted, and it allocates a few times a second for its
+# own bookkeeping: 3 decimals keep that (about 0.00005 per request) out of the figure,
+# while one allocation per thousand requests still shows.
+while IFS='|' read -r label per; do
+    echo "client allocations/request, $label|$(python3 -c "print(round($per, 3) + 0.0)")" >>"$metrics"
+done <"$WORK/client.txt"
+say "all runs: ${SECONDS} s"
+
+python3 - "$metrics" "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)" >"$WORK/measured.json" <<'EOF'
+import json, os, sys
+lines = [line.rstrip("\n").rsplit("|", 1) for line in open(sys.argv[1])]
+print(json.dumps({
+    "commit": sys.argv[2],
+    "date": __import__("datetime").datetime.now(__import__("datetime").timezone.utc).strftime("%Y-%m-%d"),
+    "machine": f"{os.cpu_count()} CPUs, valgrind {os.popen('valgrind --version').read().strip()}",
+    "metrics": {name: float(value) for name, value in lines},
+}, indent=2))
+EOF
+[[ -z ${BUDGETS_OUT:-} ]] || cp "$WORK/measured.json" "$BUDGETS_OUT"
+case $COMMAND in
+    measure) cat "$WORK/measured.json" ;;
+    *) python3 "$HERE/budgets.py" "$COMMAND" "$WORK/measured.json" ;;
+esac
+if ((alloc_status != 0)); then
+    say "alloc-check.sh failed (status $alloc_status): a client allocated more in its longer run"
+    [[ $COMMAND != check ]] || exit 1
+fi

@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""drive.py: a lockstep load for the budgets: a fixed number of requests, each checked.
+
+    drive.py raw|line|int32|udp HOST PORT REQUESTS [--burst K]
+
+raw: one TCP connection, one 64-byte request in flight (ping-pong).
+line: one TCP connection; K lines of 32 bytes (with the '\\n') sent in one send, and the
+  next K only once all K are back.
+int32: as line, with frames of a 4-byte big-endian length 32 and 32 bytes.
+udp: one connected UDP socket, one 64-byte datagram in flight.
+
+Lockstep, not refill-as-echoes-arrive: how many requests the server finds per read then
+depends only on K, not on timing, so the server's instruction count per request repeats
+from run to run (budgets.sh divides the difference of two runs by their difference in
+requests). REQUESTS counts lines, frames or datagrams and must be a multiple of K. Every
+echo is compared with what was sent; a wrong or missing echo exits 1 within 30 s.
+"""
+import argparse
+import socket
+import struct
+import sys
+
+TIMEOUT = 30
+
+
+def payload(i, size):
+    # Different bytes for consecutive requests, so a stale or repeated echo is caught.
+    return bytes((i + j) % 26 + 97 for j in range(size))
+
+
+def request(proto, i):
+    if proto == "raw":
+        return payload(i, 64)
+    if proto == "line":
+        return payload(i, 31) + b"\n"
+    return struct.pack(">I", 32) + payload(i, 32)
+
+
+def recv_exactly(sock, n):
+    parts, got = [], 0
+    while got < n:
+        part = sock.recv(n - got)
+        if not part:
+            sys.exit(f"drive: the server closed the connection with {n - got} bytes owed")
+        parts.append(part)
+        got += len(part)
+    return b"".join(parts)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("proto", choices=["raw", "line", "int32", "udp"])
+    parser.add_argument("host")
+    parser.add_argument("port", type=int)
+    parser.add_argument("requests", type=int)
+    parser.add_argument("--burst", type=int, default=1)
+    args = parser.parse_args()
+    burst = args.burst if args.proto in ("line", "int32") else 1
+    if args.requests <= 0 or burst <= 0 or args.requests % burst:
+        sys.exit("drive: REQUESTS must be a positive multiple of --burst")
+    if args.proto == "udp":
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.settimeout(TIMEOUT)
+        sock.connect((args.host, args.port))
+        for i in range(args.requests):
+            sent = payload(i, 64)
+            sock.send(sent)
+            if sock.recv(65536) != sent:
+                sys.exit(f"drive: datagram {i} came back different")
+        return
+    sock = socket.create_connection((args.host, args.port), timeout=TIMEOUT)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    for first in range(0, args.requests, burst):
+        sent = b"".join(request(args.proto, i) for i in range(first, first + burst))
+        sock.sendall(sent)
+        if recv_exactly(sock, len(sent)) != sent:
+            sys.exit(f"drive: the echo of requests {first}..{first + burst - 1} differs")
+    sock.shutdown(socket.SHUT_WR)
+    if sock.recv(1):
+        sys.exit("drive: the server sent more than it was sent")
+
+
+if __name__ == "__main__":
+    main()
