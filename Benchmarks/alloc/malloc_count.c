@@ -2,7 +2,8 @@
 // realloc, posix_memalign, aligned_alloc, memalign) and prints the total to stderr at
 // exit as `malloc_count=N`. alloc-check.sh uses it to show that `reactor bench`
 // allocates nothing per request: two runs of different lengths must count the same,
-// give or take start-up noise.
+// give or take start-up noise. ../budgets/budgets.sh counts `reactor serve` with it the
+// same way, over two runs of N and 2N requests.
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <stdatomic.h>

@@ -118,7 +118,7 @@ say "server runs: ${SECONDS} s; the client (alloc-check.sh)"
 # alloc-check.sh fails on its own when a longer run allocates more than a few times more
 # in all; its rows then still go into the table, and `check` fails at the end.
 alloc_status=0
-ALLOC_SHORT=0.5 ALLOC_LONG=1.5 ALLOC_RESULTS=$WORK/client.txt REACTOR_BIN=$REACTOR_BIN \
+ALLOC_SHORT=0.5 ALLOC_LONG=2 ALLOC_RESULTS=$WORK/client.txt REACTOR_BIN=$REACTOR_BIN \
     bash "$ROOT/Benchmarks/alloc/alloc-check.sh" >&2 || alloc_status=$?
 # The client's runs are timed, not counted, and it allocates a few times a second for its
 # own bookkeeping: 3 decimals keep that (about 0.00005 per request) out of the figure,
@@ -128,13 +128,17 @@ while IFS='|' read -r label per; do
 done <"$WORK/client.txt"
 say "all runs: ${SECONDS} s"
 
-python3 - "$metrics" "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)" >"$WORK/measured.json" <<'EOF'
-import json, os, sys
+# What the binary was built from: the last commit that changed Sources/ or Package.swift
+# (later commits elsewhere do not change the figures), and whether those have local edits.
+commit=$(git -C "$ROOT" log -1 --format=%h -- Sources Package.swift 2>/dev/null || echo unknown)
+[[ -z $(git -C "$ROOT" status --porcelain -- Sources Package.swift 2>/dev/null) ]] || commit="$commit with local changes"
+python3 - "$metrics" "$commit" "$(valgrind --version)" >"$WORK/measured.json" <<'EOF'
+import datetime, json, os, sys
 lines = [line.rstrip("\n").rsplit("|", 1) for line in open(sys.argv[1])]
 print(json.dumps({
     "commit": sys.argv[2],
-    "date": __import__("datetime").datetime.now(__import__("datetime").timezone.utc).strftime("%Y-%m-%d"),
-    "machine": f"{os.cpu_count()} CPUs, valgrind {os.popen('valgrind --version').read().strip()}",
+    "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
+    "machine": f"{os.cpu_count()} CPUs, {sys.argv[3]}",
     "metrics": {name: float(value) for name, value in lines},
 }, indent=2))
 EOF
