@@ -43,8 +43,9 @@ strip --strip-debug "$WORK/reactor"
 cc -O2 -shared -fPIC -o "$WORK/malloc_count.so" "$ROOT/Benchmarks/alloc/malloc_count.c" -ldl
 
 # serve TOOL PROTO REQUESTS BURST SERVE-ARGS...: one server run under TOOL (callgrind or
-# malloc) with drive.py sending REQUESTS of PROTO in bursts of BURST; prints the run's
-# total (instructions or allocations).
+# malloc) with drive.py sending REQUESTS of PROTO in bursts of BURST; sets TOTAL to the
+# run's instructions or allocations. Not run in a $(...) subshell: the EXIT trap, which
+# kills a server left running, only sees SERVER as set here.
 serve() {
     local tool=$1 proto=$2 requests=$3 burst=$4 listen=tcp port= i
     shift 4
@@ -76,30 +77,31 @@ serve() {
     SERVER=
     [[ $rc -eq 0 ]] || { cat "$err" >&2; die "reactor serve under $tool exited with status $rc after SIGTERM"; }
     if [[ $tool == callgrind ]]; then
-        sed -n 's/^totals: \([0-9]*\).*/\1/p' "$WORK/callgrind.out"
+        TOTAL=$(sed -n 's/^totals: \([0-9]*\).*/\1/p' "$WORK/callgrind.out")
     else
-        sed -n 's/^malloc_count=//p' "$err"
+        TOTAL=$(sed -n 's/^malloc_count=//p' "$err")
     fi
+    [[ $TOTAL =~ ^[0-9]+$ ]] || die "no $tool total from reactor serve ($TOTAL)"
 }
 
-# per_request TOOL PROTO N BURST SERVE-ARGS...: (total of 2N requests - total of N) / N.
+# per_request TOOL PROTO N BURST SERVE-ARGS...: sets PER to (total of 2N requests - total
+# of N) / N.
 per_request() {
-    local tool=$1 proto=$2 n=$3
+    local tool=$1 proto=$2 n=$3 one
     shift 3
-    local one two
-    one=$(serve "$tool" "$proto" "$n" "$@")
-    two=$(serve "$tool" "$proto" $((2 * n)) "$@")
-    [[ $one =~ ^[0-9]+$ && $two =~ ^[0-9]+$ ]] || die "no $tool total from reactor serve ($one, $two)"
-    say "  $tool $proto: $n requests $one, $((2 * n)) requests $two"
-    python3 -c "import sys; print(round(($two - $one) / $n, $([[ $tool == callgrind ]] && echo 1 || echo 3)) + 0.0)"
+    serve "$tool" "$proto" "$n" "$@"
+    one=$TOTAL
+    serve "$tool" "$proto" $((2 * n)) "$@"
+    say "  $tool $proto: $n requests $one, $((2 * n)) requests $TOTAL"
+    PER=$(python3 -c "print(round(($TOTAL - $one) / $n, $([[ $tool == callgrind ]] && echo 1 || echo 3)) + 0.0)")
 }
 
 # The four scenarios: name, drive.py protocol, requests N, burst, serve arguments.
 # --udp-rate 0: all requests come from one address, which the reply limit would throttle.
 SCENARIOS=(
-    "ping-pong echo|raw|2000|1|--tcp-only"
-    "pipelined line echo (per line)|line|8000|16|--tcp-only --framing line"
-    "int32 echo (per frame)|int32|8000|16|--tcp-only --framing int32"
+    "ping-pong echo|raw|5000|1|--tcp-only"
+    "pipelined line echo (per line)|line|16000|16|--tcp-only --framing line"
+    "int32 echo (per frame)|int32|16000|16|--tcp-only --framing int32"
     "UDP echo|udp|2000|1|--udp-only --udp-rate 0"
 )
 
@@ -110,9 +112,11 @@ for scenario in "${SCENARIOS[@]}"; do
     IFS='|' read -r name proto n burst args <<<"$scenario"
     say "$name"
     # shellcheck disable=SC2086
-    echo "server instructions/request, $name|$(per_request callgrind "$proto" "$n" "$burst" $args)" >>"$metrics"
+    per_request callgrind "$proto" "$n" "$burst" $args
+    echo "server instructions/request, $name|$PER" >>"$metrics"
     # shellcheck disable=SC2086
-    echo "server allocations/request, $name|$(per_request malloc "$proto" "$n" "$burst" $args)" >>"$metrics"
+    per_request malloc "$proto" "$n" "$burst" $args
+    echo "server allocations/request, $name|$PER" >>"$metrics"
 done
 say "server runs: ${SECONDS} s; the client (alloc-check.sh)"
 # alloc-check.sh fails on its own when a longer run allocates more than a few times more

@@ -81,4 +81,7 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except OSError as error:  # refused, reset, timed out: the message is enough
+        sys.exit(f"drive: {error}")
