@@ -250,8 +250,7 @@ public final class UDPSocket {
 
     @inline(__always)
     private func deliver(_ slot: UnsafeMutablePointer<Datagram>, to handler: any DatagramHandler) {
-        let sender = slot.withMemoryRebound(to: sockaddr.self, capacity: 1) { SocketAddress($0) }
-            ?? remoteAddress ?? localAddress
+        let sender = slot.withMemoryRebound(to: sockaddr.self, capacity: 1) { SocketAddress($0) } ?? fallbackSender()
         let length = Int(slot.pointee.length)
         guard length <= options.maxDatagramSize else {
             counters.truncated += 1
@@ -272,6 +271,14 @@ public final class UDPSocket {
             handler.received(bytes, from: sender, on: self)
             offset += size
         } while offset < length && isOpen
+    }
+
+    /// The sender to report when the kernel's source address is not IPv4 or IPv6. Out of
+    /// line: inlined, the two reads (each with a dynamic exclusivity check) ran on every
+    /// batch, and UDP echo cost 2,379 instructions per datagram instead of 2,210.
+    @inline(never)
+    private func fallbackSender() -> SocketAddress {
+        remoteAddress ?? localAddress
     }
 
     private func receiveFailed(errno error: Int32) {
