@@ -172,7 +172,7 @@ public final class FramedConnection: ConnectionHandler {
         self.connection = connection
         // A partial frame is not progress: a peer trickling one byte at a time must not
         // hold a connection past the idle timeout.
-        connection.countIdleInputByFrames()
+        connection.countIdleInputByProgress()
         handler.opened(self)
     }
 
@@ -262,7 +262,7 @@ public final class FramedConnection: ConnectionHandler {
                 from: UnsafeRawBufferPointer(rebasing: bytes[offset...]), to: self, connection: connection)
             // The handler switched framers mid-read: the rest goes to the new one.
             guard engine !== self.engine, offset < bytes.count, canDeliver else {
-                if offset > 0 { connection.noteFrameReceived() }
+                if offset > 0 { connection.inputMadeProgress() }
                 return offset
             }
         }

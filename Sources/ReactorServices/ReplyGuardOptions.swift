@@ -32,18 +32,17 @@ public struct ReplyGuardOptions: Sendable, Equatable {
     /// Checks the values: a rate that is not negative and finite, a burst of at least 1
     /// when limiting, a table of 1 to 2^20 sources, ports from 0 to 65535.
     public func validate() throws(ReactorError) {
-        func invalid(_ text: String) -> ReactorError {
-            ReactorError(.invalidState, operation: .setOption, hint: text)
-        }
         guard repliesPerSecond >= 0, repliesPerSecond.isFinite else {
-            throw invalid("repliesPerSecond must be 0 (no limit) or positive, not \(repliesPerSecond)")
+            throw .invalidOption("repliesPerSecond", value: repliesPerSecond, hint: "it must be 0 (no limit) or positive")
         }
-        guard !isRateLimited || burst >= 1 else { throw invalid("burst must be at least 1, not \(burst)") }
+        guard !isRateLimited || burst >= 1 else {
+            throw .invalidOption("burst", value: burst, hint: "it must be at least 1 while replies are rate limited")
+        }
         guard (1...(1 << 20)).contains(maxTrackedSources) else {
-            throw invalid("maxTrackedSources must be from 1 to 1048576, not \(maxTrackedSources)")
+            throw .invalidOption("maxTrackedSources", value: maxTrackedSources, hint: "it must be from 1 to 1048576")
         }
         if let port = refusedSourcePorts.first(where: { !(0...65535).contains($0) }) {
-            throw invalid("refusedSourcePorts holds \(port), not a port")
+            throw .invalidOption("refusedSourcePorts", value: port, hint: "a port is a number from 0 to 65535")
         }
     }
 }

@@ -28,6 +28,22 @@ struct SocketAddressTests {
         #expect(long.description == "[2001:db8::1]:443")
     }
 
+    @Test("equality and hashing compare family, address and port")
+    func equality() throws {
+        let v4 = try SocketAddress(ip: "10.1.2.3", port: 80)
+        #expect(v4 == (try SocketAddress(ip: "10.1.2.3", port: 80)))
+        #expect(v4 != (try SocketAddress(ip: "10.1.2.4", port: 80)))
+        #expect(v4 != v4.withPort(81))
+        let mapped = try SocketAddress(ip: "::ffff:10.1.2.3", port: 80)
+        #expect(v4 != mapped, "an IPv4-mapped IPv6 address is another family")
+        let v6 = try SocketAddress(ip: "2001:db8::1", port: 443)
+        #expect(v6 == (try SocketAddress(ip: "2001:0db8:0:0:0:0:0:1", port: 443)))
+        #expect(v6 != (try SocketAddress(ip: "2001:db8::2", port: 443)))
+        #expect(v6 != (try SocketAddress(ip: "2001:db9::1", port: 443)), "the high word counts too")
+        let set: Set = [v4, mapped, v6, try SocketAddress(ip: "10.1.2.3", port: 80), try SocketAddress(ip: "[2001:db8::1]", port: 443)]
+        #expect(set.count == 3)
+    }
+
     @Test("the port range is 0...65535", arguments: [0, 1, 65535])
     func validPorts(port: Int) throws {
         #expect(try SocketAddress(ip: "10.0.0.1", port: port).port == port)
@@ -120,17 +136,60 @@ struct ReactorErrorTests {
         #expect(failure.description.hasPrefix("error: write: "))
     }
 
-    @Test("inconsistent connection options are refused")
+    @Test("inconsistent connection options are refused, naming the option and its value")
     func optionsValidate() {
-        var options = ConnectionOptions()
-        #expect(throws: Never.self) { try options.validate() }
-        options.writeBufferLowWatermark = options.writeBufferHighWatermark
-        #expect(throws: ReactorError.self) { try options.validate() }
-        options = ConnectionOptions()
-        options.writeBufferLimit = options.writeBufferHighWatermark - 1
-        #expect(throws: ReactorError.self) { try options.validate() }
-        options = ConnectionOptions()
-        options.idleTimeout = .zero
-        #expect(throws: ReactorError.self) { try options.validate() }
+        func refusal(_ change: (inout ConnectionOptions) -> Void) -> ReactorError? {
+            var options = ConnectionOptions()
+            change(&options)
+            do {
+                try options.validate()
+                return nil
+            } catch {
+                return error
+            }
+        }
+        #expect(refusal { _ in } == nil)
+        let low = refusal { $0.writeBufferLowWatermark = $0.writeBufferHighWatermark }
+        #expect(low?.code == .invalidOption)
+        #expect(low?.option == "writeBufferLowWatermark")
+        #expect(low?.value == "65536")
+        #expect(
+            low?.description
+                == "check options: invalid writeBufferLowWatermark 65536; it must be at least 0 and below writeBufferHighWatermark (65536)")
+        #expect(refusal { $0.writeBufferLimit = $0.writeBufferHighWatermark - 1 }?.option == "writeBufferLimit")
+        #expect(refusal { $0.closeTimeout = .zero }?.option == "closeTimeout")
+        #expect(refusal { $0.lingerTimeout = .seconds(-1) }?.option == "lingerTimeout")
+        let idle = refusal { $0.idleTimeout = .zero }
+        #expect(idle?.option == "idleTimeout")
+        #expect(idle?.value == "0.0 seconds")
     }
+
+    @Test("listener and UDP options are refused before a socket is opened")
+    func listenerAndUDPOptionsValidate() throws {
+        let reactor = try Reactor()
+        var listener = ListenerOptions()
+        listener.acceptBatch = 0
+        #expect {
+            try reactor.listen(host: "127.0.0.1", port: 0, options: listener) { _ in EchoBack() }
+        } throws: { error in
+            (error as? ReactorError).map { $0.code == .invalidOption && $0.option == "acceptBatch" && $0.value == "0" } ?? false
+        }
+        var udp = UDPOptions()
+        udp.receiveBatch = 65
+        #expect {
+            try reactor.bindUDP(host: "127.0.0.1", port: 0, options: udp, handler: IgnoreDatagrams())
+        } throws: { error in
+            (error as? ReactorError).map {
+                $0.description == "check options: invalid receiveBatch 65; it must be from 1 to 64"
+            } ?? false
+        }
+    }
+}
+
+private final class EchoBack: ConnectionHandler {
+    func received(_ bytes: RawSpan, on connection: Connection) { connection.write(bytes) }
+}
+
+private final class IgnoreDatagrams: DatagramHandler {
+    func received(_ datagram: RawSpan, from sender: SocketAddress, on socket: UDPSocket) {}
 }

@@ -37,6 +37,9 @@ public struct ReactorError: Error, Sendable, Equatable, CustomStringConvertible 
         case reactorStopped
         /// The call was made in a state that does not allow it (for example, `run()` from inside `run()`).
         case invalidState
+        /// An options value was refused before anything was opened; ``ReactorError/option``
+        /// names it and ``ReactorError/value`` holds what was given.
+        case invalidOption
         /// libevent could not be set up as required (for example, no epoll backend).
         case eventBackend
         /// Any other operating-system error; see ``ReactorError/errno``.
@@ -58,6 +61,7 @@ public struct ReactorError: Error, Sendable, Equatable, CustomStringConvertible 
         case send
         case receive
         case setOption = "set socket option"
+        case checkOptions = "check options"
         case execute
         case signal
     }
@@ -74,6 +78,10 @@ public struct ReactorError: Error, Sendable, Equatable, CustomStringConvertible 
     public var errno: Int32?
     /// What to do about it, when there is something useful to say.
     public var hint: String?
+    /// The refused option's name, as spelled in its options type, for ``Code/invalidOption``.
+    public var option: String?
+    /// The refused value, as text, for ``Code/invalidOption``.
+    public var value: String?
 
     /// Creates an error; the framework makes these, but handlers may too.
     public init(
@@ -86,6 +94,15 @@ public struct ReactorError: Error, Sendable, Equatable, CustomStringConvertible 
         self.host = host
         self.errno = errno
         self.hint = hint
+    }
+
+    /// An options value that is refused: `option` is its name, `value` what was given, and
+    /// `hint` the rule it breaks.
+    public static func invalidOption(_ option: String, value: some Sendable, hint: String) -> ReactorError {
+        var error = ReactorError(.invalidOption, operation: .checkOptions, hint: hint)
+        error.option = option
+        error.value = "\(value)"
+        return error
     }
 
     /// An error from a failed system call, classified by its errno.
@@ -125,7 +142,9 @@ public struct ReactorError: Error, Sendable, Equatable, CustomStringConvertible 
         var text = operation.rawValue
         if let address { text += " \(address)" } else if let host { text += " '\(host)'" }
         text += ": "
-        if let errno {
+        if let option, let value {
+            text += "invalid \(option) \(value)"
+        } else if let errno {
             text += ReactorError.systemMessage(errno)
             if let name = System.errnoName(errno) { text += " (\(name))" }
         } else {
@@ -151,6 +170,7 @@ public struct ReactorError: Error, Sendable, Equatable, CustomStringConvertible 
         case .wouldBlock: "resource temporarily unavailable"
         case .reactorStopped: "the reactor has stopped"
         case .invalidState: "not allowed in this state"
+        case .invalidOption: "invalid option"
         case .eventBackend: "libevent backend unavailable"
         case .system: "system error"
         }

@@ -4,7 +4,7 @@ extension SocketAddress {
     ///
     /// For keying tables by host (a per-source rate limit, for example) on a per-datagram
     /// path: unlike ``ip`` it formats no text and allocates nothing.
-    public var ipKey: (high: UInt64, low: UInt64) {
+    package var ipKey: (high: UInt64, low: UInt64) {
         switch storage {
         case .v4(let address):
             (0, 0xFFFF_0000_0000 | UInt64(UInt32(bigEndian: address.sin_addr.s_addr)))

@@ -193,11 +193,26 @@ public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
         return (result, address)
     }
 
+    /// Same family, port and address bytes. Compared as numbers, without formatting text:
+    /// addresses key tables on per-datagram paths. Fields the kernel may fill in beside the
+    /// endpoint (an IPv6 flow label and scope, padding) are left out, as the text form
+    /// leaves them out.
     public static func == (lhs: SocketAddress, rhs: SocketAddress) -> Bool {
-        lhs.family == rhs.family && lhs.port == rhs.port && lhs.ip == rhs.ip
+        switch (lhs.storage, rhs.storage) {
+        case (.v4(let a), .v4(let b)):
+            a.sin_port == b.sin_port && a.sin_addr.s_addr == b.sin_addr.s_addr
+        case (.v6(let a), .v6(let b)):
+            a.sin6_port == b.sin6_port && lhs.ipKey == rhs.ipKey
+        default:
+            false
+        }
     }
 
     public func hash(into hasher: inout Hasher) {
-        hasher.combine(description)
+        let key = ipKey
+        hasher.combine(key.high)
+        hasher.combine(key.low)
+        hasher.combine(port)
+        hasher.combine(family)
     }
 }

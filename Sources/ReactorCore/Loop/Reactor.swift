@@ -131,7 +131,7 @@ public final class Reactor {
     }
 
     /// The libevent backend in use: always `epoll`.
-    public var backendMethod: String { base.method }
+    package var backendMethod: String { base.method }
 
     /// A `Sendable` handle through which other threads can run work on this reactor or stop it.
     public var handle: ReactorHandle { ReactorHandle(mailbox: mailbox) }

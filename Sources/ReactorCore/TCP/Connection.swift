@@ -5,7 +5,7 @@ import Logging
 /// ``Reactor/connect(to:timeout:options:handler:)``.
 ///
 /// Data flow: readiness → one `read` into the reactor's shared buffer →
-/// ``ConnectionHandler/received(_:on:)`` → ``write(_:)-7z8h5`` → `send` straight to the
+/// ``ConnectionHandler/received(_:on:)`` → ``write(_:)-(RawSpan)`` → `send` straight to the
 /// socket. Only what the kernel does not take is copied into the connection's output
 /// queue, and only then is the socket watched for writability.
 ///
@@ -28,8 +28,8 @@ public final class Connection {
     /// The reactor that owns the connection, held strongly like every object a reactor
     /// makes (docs/architecture.md, "Ownership").
     public let reactor: Reactor
-    /// The socket. Valid until the connection closes; do not close it yourself.
-    public let fileDescriptor: Int32
+    /// The socket. Valid until the connection closes.
+    package let fileDescriptor: Int32
     /// The remote end's address.
     public let peerAddress: SocketAddress
     // Mutable state is confined to the reactor thread and never passed inout across a
@@ -118,19 +118,18 @@ public final class Connection {
     /// The reactor's logger.
     public var logger: Logger { reactor.logger }
 
-    /// Bytes written but not yet taken by the kernel.
-    public var queuedOutputBytes: Int { output.count }
+    /// Bytes written but not yet taken by the kernel. Handlers watch ``isWritable``
+    /// instead; the count is for tests.
+    package var queuedOutputBytes: Int { output.count }
 
     /// The options this connection was opened with.
     public var options: ConnectionOptions { config.options }
 
-    /// Sends bytes, copying only what the kernel does not take at once.
-    ///
-    /// - Returns: false if the connection is closing or closed, or its output was shut
-    ///   down; the bytes are dropped. Failures of the socket itself close the connection
-    ///   and reach the handler as ``ConnectionHandler/closed(_:reason:)``.
+    /// Sends bytes, copying only what the kernel does not take at once. The other forms
+    /// (a span, an array, a string) come here; the bundled services call it with their
+    /// buffers directly.
     @discardableResult
-    public func write(_ bytes: UnsafeRawBufferPointer) -> Bool {
+    package func write(_ bytes: UnsafeRawBufferPointer) -> Bool {
         // The common reply, in full: one buffer, nothing queued, not batching, and the
         // kernel takes it all. A plain send(2) here instead of the gather path saves about
         // 60 instructions per echo request.
@@ -146,19 +145,24 @@ public final class Connection {
         return send(bytes, ByteQueue.none, ByteQueue.none)
     }
 
-    /// Sends the bytes of a span, for example the ones just received.
+    /// Sends the bytes of a span (the ones just received, say), copying only what the
+    /// kernel does not take at once.
+    ///
+    /// - Returns: false if the connection is closing or closed, or its output was shut
+    ///   down; the bytes are dropped. Failures of the socket itself close the connection
+    ///   and reach the handler as ``ConnectionHandler/closed(_:reason:)``.
     @discardableResult
     public func write(_ bytes: RawSpan) -> Bool {
         bytes.withUnsafeBytes { write($0) }
     }
 
-    /// Sends an array of bytes.
+    /// Sends an array of bytes; see ``write(_:)-(RawSpan)``.
     @discardableResult
     public func write(_ bytes: [UInt8]) -> Bool {
         bytes.withUnsafeBytes { write($0) }
     }
 
-    /// Sends a string as UTF-8.
+    /// Sends a string as UTF-8; see ``write(_:)-(RawSpan)``.
     @discardableResult
     public func write(_ text: String) -> Bool {
         var text = text
@@ -166,10 +170,10 @@ public final class Connection {
     }
 
     /// Sends a header, a payload and a trailer as one write (a single `sendmsg`), copying
-    /// none of them unless the kernel leaves some behind. Framers use it to wrap a payload
-    /// without building a contiguous frame first.
+    /// none of them unless the kernel leaves some behind. `FramedConnection` uses it to
+    /// wrap a payload without building a contiguous frame first.
     @discardableResult
-    public func write(
+    package func write(
         prefix: UnsafeRawBufferPointer, _ payload: UnsafeRawBufferPointer, suffix: UnsafeRawBufferPointer
     ) -> Bool {
         send(prefix, payload, suffix)
@@ -228,15 +232,17 @@ public final class Connection {
         updateReadInterest()
     }
 
-    /// Makes the idle timeout count whole frames instead of reads: from now on only
-    /// ``noteFrameReceived()`` (and moving output) keeps the connection alive, so a peer that
-    /// trickles a partial frame (slowloris) is closed after ``ConnectionOptions/idleTimeout``.
-    package func countIdleInputByFrames() {
+    /// Makes the idle timeout count input progress instead of reads: from now on only
+    /// ``inputMadeProgress()`` (and moving output) keeps the connection alive. A handler
+    /// that assembles messages calls it when a message is complete, so a peer that trickles
+    /// a partial message (slowloris) is closed after ``ConnectionOptions/idleTimeout``.
+    public func countIdleInputByProgress() {
         idleClockCountsReads = false
     }
 
-    /// A read completed at least one frame: input activity for the idle timeout.
-    package func noteFrameReceived() {
+    /// The input received so far made progress (a whole message, say): input activity for
+    /// the idle timeout after ``countIdleInputByProgress()``.
+    public func inputMadeProgress() {
         if config.idleTimeoutNanoseconds != nil { lastActivity = Reactor.coarseNow }
     }
 

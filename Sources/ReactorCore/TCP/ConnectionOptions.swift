@@ -14,9 +14,10 @@ public struct ConnectionOptions: Sendable, Equatable {
     /// connection open for writing (default off: a FIN closes the connection after flushing).
     public var allowRemoteHalfClosure: Bool = false
     /// Close a connection that has moved no bytes in either direction for this long
-    /// (default nil: no idle timeout). Under a `FramedConnection` only whole frames count
-    /// as input, so a peer trickling a partial frame (slowloris) is closed too. One lazily
-    /// re-armed timer per connection, not one per read.
+    /// (default nil: no idle timeout). A handler that called
+    /// ``Connection/countIdleInputByProgress()`` decides what counts as input, whole
+    /// messages say, so a peer trickling a partial message (slowloris) is closed too. One
+    /// lazily re-armed timer per connection, not one per read.
     public var idleTimeout: Duration? = nil
     /// How long a graceful close may take to flush queued output before the connection
     /// is aborted with ``CloseReason/timedOut`` (default 30 s).
@@ -30,22 +31,28 @@ public struct ConnectionOptions: Sendable, Equatable {
     public init() {}
 
     /// Checks that the watermarks and limits are consistent.
+    ///
+    /// - Throws: ``ReactorError`` with code ``ReactorError/Code/invalidOption`` naming the
+    ///   first refused option and its value.
     public func validate() throws(ReactorError) {
         guard writeBufferLowWatermark >= 0, writeBufferLowWatermark < writeBufferHighWatermark else {
-            throw ReactorError(
-                .invalidState, operation: .setOption,
-                hint: "writeBufferLowWatermark (\(writeBufferLowWatermark)) must be at least 0 and below writeBufferHighWatermark (\(writeBufferHighWatermark))")
+            throw .invalidOption(
+                "writeBufferLowWatermark", value: writeBufferLowWatermark,
+                hint: "it must be at least 0 and below writeBufferHighWatermark (\(writeBufferHighWatermark))")
         }
         guard writeBufferLimit >= writeBufferHighWatermark else {
-            throw ReactorError(
-                .invalidState, operation: .setOption,
-                hint: "writeBufferLimit (\(writeBufferLimit)) must be at least writeBufferHighWatermark (\(writeBufferHighWatermark))")
+            throw .invalidOption(
+                "writeBufferLimit", value: writeBufferLimit,
+                hint: "it must be at least writeBufferHighWatermark (\(writeBufferHighWatermark))")
         }
-        guard closeTimeout > .zero, lingerTimeout >= .zero else {
-            throw ReactorError(.invalidState, operation: .setOption, hint: "closeTimeout must be positive and lingerTimeout not negative")
+        guard closeTimeout > .zero else {
+            throw .invalidOption("closeTimeout", value: closeTimeout, hint: "it must be positive")
+        }
+        guard lingerTimeout >= .zero else {
+            throw .invalidOption("lingerTimeout", value: lingerTimeout, hint: "it must not be negative (zero closes at once)")
         }
         if let idleTimeout, idleTimeout <= .zero {
-            throw ReactorError(.invalidState, operation: .setOption, hint: "idleTimeout must be positive")
+            throw .invalidOption("idleTimeout", value: idleTimeout, hint: "it must be positive, or nil for no idle timeout")
         }
     }
 }

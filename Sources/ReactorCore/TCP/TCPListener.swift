@@ -22,6 +22,18 @@ public struct ListenerOptions: Sendable, Equatable {
 
     /// The defaults.
     public init() {}
+
+    /// Checks the limits: a listener with no room to accept would never serve anyone.
+    ///
+    /// - Throws: ``ReactorError`` with code ``ReactorError/Code/invalidOption`` naming the
+    ///   first refused option and its value.
+    public func validate() throws(ReactorError) {
+        guard backlog > 0 else { throw .invalidOption("backlog", value: backlog, hint: "it must be positive") }
+        guard acceptBatch > 0 else { throw .invalidOption("acceptBatch", value: acceptBatch, hint: "it must be positive") }
+        guard maxConnections > 0 else {
+            throw .invalidOption("maxConnections", value: maxConnections, hint: "it must be positive")
+        }
+    }
 }
 
 /// A listening TCP socket that accepts connections on its ``Reactor`` and gives each a
@@ -34,7 +46,7 @@ public struct ListenerOptions: Sendable, Equatable {
 public final class TCPListener {
     let reactor: Reactor
     /// The socket.
-    public let fileDescriptor: Int32
+    package let fileDescriptor: Int32
     /// The bound address; with port 0 requested, this holds the port the kernel chose.
     public let address: SocketAddress
     /// The listener's settings.
@@ -207,6 +219,7 @@ extension Reactor {
         guard state != .stopped else {
             throw ReactorError(.reactorStopped, operation: .listen, address: address)
         }
+        try options.validate()
         try connectionOptions.validate()
         let fd = try Socket.open(
             .stream, for: address,

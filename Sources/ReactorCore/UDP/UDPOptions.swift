@@ -34,17 +34,26 @@ public struct UDPOptions: Sendable, Equatable {
     /// The defaults.
     public init() {}
 
-    func validate() throws(ReactorError) {
-        func invalid(_ text: String) -> ReactorError {
-            ReactorError(.invalidState, operation: .setOption, hint: text)
-        }
+    /// Checks the limits.
+    ///
+    /// - Throws: ``ReactorError`` with code ``ReactorError/Code/invalidOption`` naming the
+    ///   first refused option and its value.
+    public func validate() throws(ReactorError) {
         guard maxDatagramSize > 0, maxDatagramSize <= 65_536 else {
-            throw invalid("maxDatagramSize must be from 1 to 65536, not \(maxDatagramSize)")
+            throw .invalidOption("maxDatagramSize", value: maxDatagramSize, hint: "it must be from 1 to 65536")
         }
-        guard (1...64).contains(receiveBatch) else { throw invalid("receiveBatch must be from 1 to 64, not \(receiveBatch)") }
-        guard maxBatchesPerWakeup > 0 else { throw invalid("maxBatchesPerWakeup must be positive") }
-        if let size = receiveBufferSize, size <= 0 { throw invalid("receiveBufferSize must be positive") }
-        if let size = sendBufferSize, size <= 0 { throw invalid("sendBufferSize must be positive") }
+        guard (1...64).contains(receiveBatch) else {
+            throw .invalidOption("receiveBatch", value: receiveBatch, hint: "it must be from 1 to 64")
+        }
+        guard maxBatchesPerWakeup > 0 else {
+            throw .invalidOption("maxBatchesPerWakeup", value: maxBatchesPerWakeup, hint: "it must be positive")
+        }
+        if let size = receiveBufferSize, size <= 0 {
+            throw .invalidOption("receiveBufferSize", value: size, hint: "it must be positive, or nil for the kernel's default")
+        }
+        if let size = sendBufferSize, size <= 0 {
+            throw .invalidOption("sendBufferSize", value: size, hint: "it must be positive, or nil for the kernel's default")
+        }
     }
 }
 

@@ -21,11 +21,11 @@ public final class UDPSocket {
     /// makes (docs/architecture.md, "Ownership").
     public let reactor: Reactor
     /// The socket.
-    public let fileDescriptor: Int32
+    package let fileDescriptor: Int32
     /// The bound address; with port 0 requested, this holds the port the kernel chose.
     public private(set) var localAddress: SocketAddress
     /// The peer set by ``connect(to:)``: the only source accepted and the destination of
-    /// ``send(_:)-(UnsafeRawBufferPointer)``.
+    /// ``send(_:to:)-(RawSpan,_)`` without an address.
     public private(set) var remoteAddress: SocketAddress?
     /// The socket's settings.
     public let options: UDPOptions
@@ -78,14 +78,35 @@ public final class UDPSocket {
 
     // MARK: - Sending
 
-    /// Sends one datagram to `address`. Returns false when it was not sent: the socket is
-    /// closed, or the kernel refused it (the error goes to
-    /// ``DatagramHandler/errorCaught(_:on:)`` and ``counters``, never thrown).
+    /// Sends one datagram, to `address` or, when it is nil, to the peer given to
+    /// ``connect(to:)``. Returns false when it was not sent: the socket is closed, or the
+    /// kernel refused it (the error goes to ``DatagramHandler/errorCaught(_:on:)`` and
+    /// ``counters``, never thrown).
     ///
     /// From inside ``DatagramHandler/received(_:from:on:)`` the datagram joins the batch
     /// sent when the receive batch ends, and true means it was accepted into that batch.
     @discardableResult
-    public func send(_ bytes: UnsafeRawBufferPointer, to address: SocketAddress) -> Bool {
+    public func send(_ bytes: RawSpan, to address: SocketAddress? = nil) -> Bool {
+        bytes.withUnsafeBytes { send($0, to: address ?? connectedPeer) }
+    }
+
+    /// Sends an array of bytes as one datagram; see ``send(_:to:)-(RawSpan,_)``.
+    @discardableResult
+    public func send(_ bytes: [UInt8], to address: SocketAddress? = nil) -> Bool {
+        bytes.withUnsafeBytes { send($0, to: address ?? connectedPeer) }
+    }
+
+    /// Sends a string's UTF-8 as one datagram; see ``send(_:to:)-(RawSpan,_)``.
+    @discardableResult
+    public func send(_ text: String, to address: SocketAddress? = nil) -> Bool {
+        var text = text
+        return text.withUTF8 { send(UnsafeRawBufferPointer($0), to: address ?? connectedPeer) }
+    }
+
+    /// Sends one datagram to `address`. The other forms come here; the bundled services
+    /// call it with their buffers directly.
+    @discardableResult
+    package func send(_ bytes: UnsafeRawBufferPointer, to address: SocketAddress) -> Bool {
         guard isOpen else { return false }
         reactor.assertInLoop()
         if receiving != nil, batch(bytes, to: address) { return true }
@@ -96,37 +117,17 @@ public final class UDPSocket {
         return sendNow(&datagram, count: 1) == 1
     }
 
-    /// Sends one datagram to `address`; see ``send(_:to:)-(UnsafeRawBufferPointer,_)``.
+    /// Sends one datagram to the peer given to ``connect(to:)``: the bench client's path.
     @discardableResult
-    public func send(_ bytes: RawSpan, to address: SocketAddress) -> Bool {
-        bytes.withUnsafeBytes { send($0, to: address) }
+    package func send(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        send(bytes, to: connectedPeer)
     }
 
-    /// Sends one datagram to `address`; see ``send(_:to:)-(UnsafeRawBufferPointer,_)``.
-    @discardableResult
-    public func send(_ bytes: [UInt8], to address: SocketAddress) -> Bool {
-        bytes.withUnsafeBytes { send($0, to: address) }
-    }
-
-    /// Sends one datagram to the peer given to ``connect(to:)``.
-    @discardableResult
-    public func send(_ bytes: UnsafeRawBufferPointer) -> Bool {
+    private var connectedPeer: SocketAddress {
         guard let remoteAddress else {
             preconditionFailure("UDPSocket.send(_:) without an address needs connect(to:) first")
         }
-        return send(bytes, to: remoteAddress)
-    }
-
-    /// Sends one datagram to the peer given to ``connect(to:)``.
-    @discardableResult
-    public func send(_ bytes: RawSpan) -> Bool {
-        bytes.withUnsafeBytes { send($0) }
-    }
-
-    /// Sends one datagram to the peer given to ``connect(to:)``.
-    @discardableResult
-    public func send(_ bytes: [UInt8]) -> Bool {
-        bytes.withUnsafeBytes { send($0) }
+        return remoteAddress
     }
 
     /// Adds a reply to the batch. A reply that is a received datagram (an echo) is not
@@ -291,7 +292,7 @@ public final class UDPSocket {
     // MARK: - Connecting and closing
 
     /// Connected mode: from now on only datagrams from `address` arrive, and
-    /// ``send(_:)-(UnsafeRawBufferPointer)`` sends to it. An ICMP "port unreachable" from it
+    /// ``send(_:to:)-(RawSpan,_)`` without an address sends to it. An ICMP "port unreachable" from it
     /// then arrives as ``ReactorError/Code/connectionRefused`` through
     /// ``DatagramHandler/errorCaught(_:on:)``.
     ///
@@ -384,7 +385,7 @@ extension Reactor {
     }
 
     /// Opens a UDP socket connected to `address` (a client): the kernel picks the local
-    /// address and port, only `address` can answer, and ``UDPSocket/send(_:)-(UnsafeRawBufferPointer)``
+    /// address and port, only `address` can answer, and ``UDPSocket/send(_:to:)-(RawSpan,_)`` without an address
     /// sends to it.
     @discardableResult
     public func connectUDP(
