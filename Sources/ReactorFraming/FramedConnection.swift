@@ -46,6 +46,10 @@ public final class FramedConnection: ConnectionHandler {
     /// The code that receives frames.
     public let handler: any FrameHandler
 
+    /// Whether frames go through code compiled for the framer's type (every built-in
+    /// framer) rather than through `any Framer` (a framer from another module).
+    package var isFramerSpecialized: Bool { engine.isSpecialized }
+
     /// The underlying connection (nil only before it opens).
     @exclusivity(unchecked) public private(set) var connection: Connection?
 
@@ -268,16 +272,9 @@ public final class FramedConnection: ConnectionHandler {
         }
     }
 
-    /// The per-frame loop, specialized for each built-in framer through its engine. Stops
-    /// when the bytes run out, delivery pauses, the connection closes, framing fails
-    /// (consuming everything), or the handler switches to another framer. Specialized
-    /// for the built-in framers: generic class methods are not specialized per type
-    /// otherwise, and the loop would call the framer through witness tables.
-    @_specialize(exported: false, where F == DelimiterFramer)
-    @_specialize(exported: false, where F == LengthPrefixFramer)
-    @_specialize(exported: false, where F == NetstringFramer)
-    @_specialize(exported: false, where F == FixedLengthFramer)
-    @_specialize(exported: false, where F == RawFramer)
+    /// The per-frame loop, compiled for each framer type by its ``SpecializedFramer``
+    /// conformance. Stops when the bytes run out, delivery pauses, the connection closes,
+    /// framing fails (consuming everything), or the handler switches to another framer.
     func deliverFrames<F: Framer>(
         from bytes: UnsafeRawBufferPointer, framer: inout F, engine: FramerEngine, connection: Connection
     ) -> Int {

@@ -1,19 +1,22 @@
 import ReactorCore
 
-/// The framer a ``FramedConnection`` uses, behind a class specialized for its concrete
-/// type. For the built-in framers the per-frame loop then calls `nextFrame` and
-/// `encodeHeader` directly, where the optimizer can inline them, instead of through an
-/// `any Framer` (a projection and a witness thunk per call, twice per echoed frame).
-/// Framers from other modules go through ``AnyFramer``, which costs what `any` costs.
+/// The framer a ``FramedConnection`` uses, with the two calls made per frame (find the
+/// next frame, encode a header) compiled for its concrete type (see ``SpecializedFramer``).
+/// For the built-in framers they then call `nextFrame` and `encodeHeader` directly, where
+/// the optimizer can inline them, instead of through an `any Framer` (a projection and a
+/// witness thunk per call, twice per echoed frame). Framers from other modules go through
+/// ``AnyFramer``, which costs what `any` costs.
 class FramerEngine {
     /// The framer's trailer in raw storage, so sending a frame reads it without retaining
     /// an array.
     let trailer: UnsafeRawBufferPointer
+    private let code: FramerCode
 
-    init(trailer: [UInt8]) {
+    init(trailer: [UInt8], code: FramerCode) {
         let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: trailer.count, alignment: 1)
         storage.copyBytes(from: trailer)
         self.trailer = UnsafeRawBufferPointer(storage)
+        self.code = code
     }
 
     deinit {
@@ -26,36 +29,75 @@ class FramerEngine {
     /// See ``Framer/maxFrameLength``.
     var maxFrameLength: Int { fatalError("FramerEngine is abstract") }
 
+    /// False for a framer from another module, which goes through ``AnyFramer``.
+    var isSpecialized: Bool { fatalError("FramerEngine is abstract") }
+
     /// See ``Framer/encodeHeader(for:into:)``.
-    func encodeHeader(for payload: RawSpan, into header: UnsafeMutableRawBufferPointer) throws(FramingError) -> Int {
-        fatalError("FramerEngine is abstract")
+    @inline(__always)
+    final func encodeHeader(for payload: RawSpan, into header: UnsafeMutableRawBufferPointer) throws(FramingError) -> Int {
+        try code.encodeHeader(self, payload, header)
     }
 
     /// Delivers whole frames from the front of `bytes` to the adapter's handler; see
     /// ``FramedConnection/deliverFrames(from:framer:engine:connection:)``.
-    func deliverFrames(from bytes: UnsafeRawBufferPointer, to adapter: FramedConnection, connection: Connection) -> Int {
-        fatalError("FramerEngine is abstract")
+    @inline(__always)
+    final func deliverFrames(from bytes: UnsafeRawBufferPointer, to adapter: FramedConnection, connection: Connection) -> Int {
+        code.deliverFrames(self, bytes, adapter, connection)
     }
 
     /// An engine specialized for `framer`'s concrete type when it is a built-in one.
     static func make(_ framer: any Framer) -> FramerEngine {
-        switch framer {
-        case let framer as DelimiterFramer: TypedFramerEngine(framer)
-        case let framer as LengthPrefixFramer: TypedFramerEngine(framer)
-        case let framer as NetstringFramer: TypedFramerEngine(framer)
-        case let framer as FixedLengthFramer: TypedFramerEngine(framer)
-        case let framer as RawFramer: TypedFramerEngine(framer)
-        default: TypedFramerEngine(AnyFramer(base: framer))
-        }
+        if let framer = framer as? any SpecializedFramer { return make(specialized: framer) }
+        return TypedFramerEngine(AnyFramer(base: framer))
+    }
+
+    private static func make(specialized framer: some SpecializedFramer) -> FramerEngine {
+        TypedFramerEngine(framer)
     }
 }
 
-final class TypedFramerEngine<F: Framer>: FramerEngine {
+/// A framer's per-frame calls, for one concrete type: see ``SpecializedFramer/code``.
+struct FramerCode {
+    let encodeHeader: (FramerEngine, RawSpan, UnsafeMutableRawBufferPointer) throws(FramingError) -> Int
+    let deliverFrames: (FramerEngine, UnsafeRawBufferPointer, FramedConnection, Connection) -> Int
+}
+
+/// A framer whose engine calls it directly. The default ``code`` below becomes, in each
+/// conformance, closures compiled for that concrete type; an engine calls them through
+/// one indirect call each, with the framer's own methods inlined.
+protocol SpecializedFramer: Framer {
+    /// The per-frame calls for an engine of this framer type (a ``TypedFramerEngine``).
+    static var code: FramerCode { get }
+}
+
+extension SpecializedFramer {
+    static var code: FramerCode {
+        FramerCode(
+            encodeHeader: { engine, payload, header throws(FramingError) in
+                try unsafeDowncast(engine, to: TypedFramerEngine<Self>.self).encodeHeaderInPlace(for: payload, into: header)
+            },
+            deliverFrames: { engine, bytes, adapter, connection in
+                unsafeDowncast(engine, to: TypedFramerEngine<Self>.self).deliverFramesInPlace(from: bytes, to: adapter, connection: connection)
+            })
+    }
+}
+
+// The built-in framers: adding one to the module means adding it here, and the test
+// "every built-in framer takes the specialized path" fails until it is.
+extension DelimiterFramer: SpecializedFramer {}
+extension LengthPrefixFramer: SpecializedFramer {}
+extension NetstringFramer: SpecializedFramer {}
+extension FixedLengthFramer: SpecializedFramer {}
+extension RawFramer: SpecializedFramer {}
+// A framer from another module: the same code, calling it through `any Framer`.
+extension AnyFramer: SpecializedFramer {}
+
+final class TypedFramerEngine<F: SpecializedFramer>: FramerEngine {
     @exclusivity(unchecked) private var typed: F
 
     init(_ framer: F) {
         typed = framer
-        super.init(trailer: framer.trailer)
+        super.init(trailer: framer.trailer, code: F.code)
     }
 
     override var framer: any Framer {
@@ -64,26 +106,20 @@ final class TypedFramerEngine<F: Framer>: FramerEngine {
 
     override var maxFrameLength: Int { typed.maxFrameLength }
 
-    @_specialize(exported: false, where F == DelimiterFramer)
-    @_specialize(exported: false, where F == LengthPrefixFramer)
-    @_specialize(exported: false, where F == NetstringFramer)
-    @_specialize(exported: false, where F == FixedLengthFramer)
-    @_specialize(exported: false, where F == RawFramer)
-    override func encodeHeader(for payload: RawSpan, into header: UnsafeMutableRawBufferPointer) throws(FramingError) -> Int {
-        try TypedFramerEngine.encodeHeader(&typed, for: payload, into: header)
-    }
-
-    @_specialize(exported: false, where F == DelimiterFramer)
-    @_specialize(exported: false, where F == LengthPrefixFramer)
-    @_specialize(exported: false, where F == NetstringFramer)
-    @_specialize(exported: false, where F == FixedLengthFramer)
-    @_specialize(exported: false, where F == RawFramer)
-    override func deliverFrames(from bytes: UnsafeRawBufferPointer, to adapter: FramedConnection, connection: Connection) -> Int {
-        adapter.deliverFrames(from: bytes, framer: &typed, engine: self, connection: connection)
-    }
+    override var isSpecialized: Bool { !(F.self == AnyFramer.self) }
 
     /// Calls the framer in place: a non-mutating call on a stored property would copy it
     /// (retaining what it holds, a delimiter array say) for every frame.
+    @inline(__always)
+    func encodeHeaderInPlace(for payload: RawSpan, into header: UnsafeMutableRawBufferPointer) throws(FramingError) -> Int {
+        try Self.encodeHeader(&typed, for: payload, into: header)
+    }
+
+    @inline(__always)
+    func deliverFramesInPlace(from bytes: UnsafeRawBufferPointer, to adapter: FramedConnection, connection: Connection) -> Int {
+        adapter.deliverFrames(from: bytes, framer: &typed, engine: self, connection: connection)
+    }
+
     @inline(__always)
     private static func encodeHeader(
         _ framer: inout F, for payload: RawSpan, into header: UnsafeMutableRawBufferPointer

@@ -87,7 +87,10 @@ public final class UDPSocket {
     /// sent when the receive batch ends, and true means it was accepted into that batch.
     @discardableResult
     public func send(_ bytes: RawSpan, to address: SocketAddress? = nil) -> Bool {
-        bytes.withUnsafeBytes { send($0, to: address ?? connectedPeer) }
+        // Unwrapped here, not with `??`, whose generic call cost ~8 instructions per echoed
+        // datagram (callgrind).
+        if let address { return bytes.withUnsafeBytes { send($0, to: address) } }
+        return bytes.withUnsafeBytes { send($0, to: connectedPeer) }
     }
 
     /// Sends an array of bytes as one datagram; see ``send(_:to:)-(RawSpan,_)``.
