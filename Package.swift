@@ -69,12 +69,13 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        // Helpers the test targets share: waiting with deadlines, a blocking POSIX client,
-        // child processes, the built `reactor` executable. A plain target so that every
-        // test target can depend on it.
+        // Helpers the test targets share: reactors and servers scoped to a block, waiting
+        // with deadlines, a blocking POSIX client, child processes, the built `reactor`
+        // executable. A plain target so that every test target can depend on it; above
+        // ReactorCore only, so the core's tests need nothing else.
         .target(
             name: "ReactorTestSupport",
-            dependencies: ["ReactorCore"],
+            dependencies: ["ReactorCore", .product(name: "Logging", package: "swift-log")],
             path: "Tests/ReactorTestSupport"
         ),
         .testTarget(
@@ -96,22 +97,27 @@ let package = Package(
                 "ReactorFraming",
                 "ReactorServices",
                 "ReactorCore",
-                "reactor",
                 "ReactorTestSupport",
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ]
         ),
         .testTarget(
             name: "ReactorBenchTests",
-            dependencies: ["ReactorBench", "ReactorCore", "ReactorFraming", "ReactorTestSupport", "reactor"]
+            dependencies: ["ReactorBench", "ReactorCore", "ReactorFraming", "ReactorTestSupport"]
         ),
         .testTarget(
             name: "ReactorServicesTests",
-            dependencies: ["ReactorServices", "ReactorCore", "ReactorTestSupport", "reactor"]
+            dependencies: ["ReactorServices", "ReactorCore", "ReactorTestSupport"]
         ),
         .testTarget(
             name: "ReactorCoreTests",
-            dependencies: ["ReactorCore", "ReactorServices", "ReactorTestSupport", "reactor"]
+            dependencies: ["ReactorCore", "ReactorTestSupport"]
+        ),
+        // The built `reactor` executable as a child process: serve, bench and its suite, user
+        // errors, hardening, Twisted interop. The only test target that builds the executable.
+        .testTarget(
+            name: "ReactorCommandTests",
+            dependencies: ["ReactorCore", "ReactorFraming", "ReactorBench", "ReactorTestSupport", "reactor"]
         ),
     ]
 )

@@ -40,6 +40,17 @@ public protocol Framer {
 
 extension Framer {
     public var trailer: [UInt8] { [] }
+
+    /// One frame as this framer writes it (header, payload, trailer) in one array, for
+    /// tests and tools; a connection sends the three parts without joining them.
+    package func encodedFrame(_ payload: [UInt8]) throws(FramingError) -> [UInt8] {
+        var header = [UInt8](repeating: 0, count: FramerLimits.maxHeaderLength)
+        let span = payload.span.bytes
+        let encoded = header.withUnsafeMutableBytes { room in
+            Result { () throws(FramingError) in try encodeHeader(for: span, into: room) }
+        }
+        return Array(header[..<(try encoded.get())]) + payload + trailer
+    }
 }
 
 /// Limits shared by every framer.

@@ -6,47 +6,40 @@ import Testing
 
 /// The examples in the docs do what the docs say, over real sockets.
 @Suite(.timeLimit(.minutes(1))) struct DocsExamplesRunTests {
-    /// Starts a reactor thread listening on 127.0.0.1:0 and returns it with the port.
-    static func serve(_ makeHandler: @escaping @Sendable () -> any ConnectionHandler) throws -> (ReactorThread, Int) {
-        try ReactorThread.start { reactor in
-            try reactor.listen(host: "127.0.0.1", port: 0) { _ in makeHandler() }.address.port
+    @Test func typeLengthFramerAnswersPingWithPong() throws {
+        try withServer(makeHandler: { _, _ in FramedConnection(framer: TypeLengthFramer(), handler: PingHandler()) }) { server in
+            let fd = try blockingLoopbackSocket(port: server.port, receiveTimeout: .seconds(5))
+            defer { close(fd) }
+            let ping: [UInt8] = [0, 1, 0, 0, 0, 3] + Array("abc".utf8)
+            // Split the frame across two writes to exercise the framer's partial-header path.
+            _ = ping.withUnsafeBytes { write(fd, $0.baseAddress, 4) }
+            usleep(20_000)
+            _ = ping.withUnsafeBytes { write(fd, $0.baseAddress! + 4, ping.count - 4) }
+            #expect(readBlocking(fd, count: ping.count) == [0, 2, 0, 0, 0, 3] + Array("abc".utf8))
         }
     }
 
-    @Test func typeLengthFramerAnswersPingWithPong() throws {
-        let (thread, port) = try Self.serve { FramedConnection(framer: TypeLengthFramer(), handler: PingHandler()) }
-        defer { thread.stop() }
-        let fd = try blockingLoopbackSocket(port: port, receiveTimeout: .seconds(5))
-        defer { close(fd) }
-        let ping: [UInt8] = [0, 1, 0, 0, 0, 3] + Array("abc".utf8)
-        // Split the frame across two writes to exercise the framer's partial-header path.
-        _ = ping.withUnsafeBytes { write(fd, $0.baseAddress, 4) }
-        usleep(20_000)
-        _ = ping.withUnsafeBytes { write(fd, $0.baseAddress! + 4, ping.count - 4) }
-        #expect(readBlocking(fd, count: ping.count) == [0, 2, 0, 0, 0, 3] + Array("abc".utf8))
-    }
-
     @Test func typeLengthFramerRefusesOversizedHeaderAtOnce() throws {
-        let (thread, port) = try Self.serve { FramedConnection(framer: TypeLengthFramer(maxBodyLength: 16), handler: PingHandler()) }
-        defer { thread.stop() }
-        let fd = try blockingLoopbackSocket(port: port, receiveTimeout: .seconds(5))
-        defer { close(fd) }
-        let header: [UInt8] = [0, 1, 0, 0, 1, 0]  // a 256-byte body: over the limit; no body sent
-        _ = header.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        var byte: UInt8 = 0
-        #expect(Foundation.read(fd, &byte, 1) <= 0, "the server closes the connection without waiting for the body")
+        try withServer(makeHandler: { _, _ in FramedConnection(framer: TypeLengthFramer(maxBodyLength: 16), handler: PingHandler()) }) { server in
+            let fd = try blockingLoopbackSocket(port: server.port, receiveTimeout: .seconds(5))
+            defer { close(fd) }
+            let header: [UInt8] = [0, 1, 0, 0, 1, 0]  // a 256-byte body: over the limit; no body sent
+            _ = header.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            var byte: UInt8 = 0
+            #expect(Foundation.read(fd, &byte, 1) <= 0, "the server closes the connection without waiting for the body")
+        }
     }
 
     @Test func putHandlerSwitchesBetweenLinesAndFixedBodies() throws {
-        let (thread, port) = try Self.serve { FramedConnection(framer: DelimiterFramer.line(), handler: PutHandler()) }
-        defer { thread.stop() }
-        let fd = try blockingLoopbackSocket(port: port, receiveTimeout: .seconds(5))
-        defer { close(fd) }
-        // Header, body and the next header in one write: the bytes after each header
-        // must reach the framer that follows it.
-        let request = Array("PUT 5\nhelloPUT 3\nabc".utf8)
-        _ = request.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        let expected = Array("OK 5\nOK 3\n".utf8)
-        #expect(readBlocking(fd, count: expected.count) == expected)
+        try withServer(makeHandler: { _, _ in FramedConnection(framer: DelimiterFramer.line(), handler: PutHandler()) }) { server in
+            let fd = try blockingLoopbackSocket(port: server.port, receiveTimeout: .seconds(5))
+            defer { close(fd) }
+            // Header, body and the next header in one write: the bytes after each header
+            // must reach the framer that follows it.
+            let request = Array("PUT 5\nhelloPUT 3\nabc".utf8)
+            _ = request.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            let expected = Array("OK 5\nOK 3\n".utf8)
+            #expect(readBlocking(fd, count: expected.count) == expected)
+        }
     }
 }

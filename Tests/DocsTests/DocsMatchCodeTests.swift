@@ -23,6 +23,22 @@ import Testing
         return blocks
     }
 
+    @Test("docs/architecture.md's module table names every module of Package.swift")
+    func moduleTableNamesEveryModule() throws {
+        let manifest = try String(contentsOf: Self.root.appendingPathComponent("Package.swift"), encoding: .utf8)
+        let declared = manifest.matches(of: /\.(?:target|executableTarget|systemLibrary)\(\s*name: "(\w+)"(?:,\s*dependencies: \[[^\]]*\])?(,\s*path: "Tests)?/)
+            .filter { $0.2 == nil }  // test support lives under Tests/, not a module users see
+            .map { String($0.1) }
+        let architecture = try String(contentsOf: Self.root.appendingPathComponent("docs/architecture.md"), encoding: .utf8)
+        let section = try #require(architecture.range(of: "## Modules").map { architecture[$0.upperBound...] })
+        let table = try #require(section.split(separator: "```", omittingEmptySubsequences: false).dropFirst().first)
+        let listed = Set(table.split(separator: "\n").compactMap { $0.split(separator: " ").first.map(String.init) })
+        #expect(declared.count >= 7, "found \(declared) in Package.swift")
+        for module in declared {
+            #expect(listed.contains(module), "docs/architecture.md's module table lacks \(module)")
+        }
+    }
+
     @Test(arguments: ["README.md", "docs/framing.md"])
     func documentShowsCompiledCode(document: String) throws {
         let blocks = try Self.compiledBlocks(in: document)

@@ -25,16 +25,17 @@ extension BenchTests {
         /// at 27 ms). The bounds stay as they are: a harness that misreports misses them
         /// on every attempt.
         private func measure(
-            attempts: Int = 3, server makeServer: () throws -> TestServer, _ configure: (inout BenchOptions) -> Void,
-            until acceptable: (BenchResult) -> Bool
+            attempts: Int = 3, setup: @escaping @Sendable (Reactor) -> Void = { _ in },
+            makeHandler: @escaping @Sendable (Reactor, Connection) -> any ConnectionHandler,
+            _ configure: (inout BenchOptions) -> Void, until acceptable: (BenchResult) -> Bool
         ) throws -> BenchResult {
             var result: BenchResult?
             for _ in 0..<attempts {
-                let server = try makeServer()
-                defer { server.stop() }
-                var options = options(port: server.port)
-                configure(&options)
-                result = try BenchRunner.run(options)
+                result = try withServer(setup: setup, makeHandler: makeHandler) { server in
+                    var options = options(port: server.port)
+                    configure(&options)
+                    return try BenchRunner.run(options)
+                }
                 if acceptable(result!) { break }
             }
             return result!
@@ -42,59 +43,59 @@ extension BenchTests {
 
         @Test func resetConnectionsAreCountedAndTheRunEndsOnTime() throws {
             let seeds = Counter()
-            let server = try TestServer.start { _ in ResettingEcho(seed: seeds.next()) }
-            defer { server.stop() }
-            var options = options(port: server.port, .raw)
-            options.connections = 20
-            options.depth = 4
-            let started = ContinuousClock.now
-            let result = try BenchRunner.run(options)
-            let elapsed = ContinuousClock.now - started
-            #expect(result.errors.reset + result.errors.closed > 0, "\(result.errors)")
-            #expect(result.requests > 0)
-            #expect(elapsed < options.hardDeadline + .seconds(1), "took \(elapsed)")
+            try withServer(makeHandler: { _, _ in ResettingEcho(seed: seeds.next()) }) { server in
+                var options = options(port: server.port, .raw)
+                options.connections = 20
+                options.depth = 4
+                let started = ContinuousClock.now
+                let result = try BenchRunner.run(options)
+                let elapsed = ContinuousClock.now - started
+                #expect(result.errors.reset + result.errors.closed > 0, "\(result.errors)")
+                #expect(result.requests > 0)
+                #expect(elapsed < options.hardDeadline + .seconds(1), "took \(elapsed)")
+            }
         }
 
         @Test(arguments: [BenchProtocol.raw, .line, .crlf, .int32, .netstring])
         func anEchoServerGetsEveryRequestVerified(_ benchProtocol: BenchProtocol) throws {
-            let server = try TestServer.start { _ in ByteEcho() }
-            defer { server.stop() }
-            var options = options(port: server.port, benchProtocol)
-            options.connections = 8
-            options.depth = 8
-            options.warmup = .zero
-            let result = try BenchRunner.run(options)
-            #expect(result.errors.total == 0, "\(result.errors)")
-            #expect(result.requests > 1000)
-            // Every request sent in the window is accounted for: verified in it, answered
-            // just after it, or still in flight when the clients stopped.
-            #expect(result.sent == result.requests + result.answeredAfterEnd + result.inFlightAtEnd)
+            try withServer(makeHandler: { _, _ in ByteEcho() }) { server in
+                var options = options(port: server.port, benchProtocol)
+                options.connections = 8
+                options.depth = 8
+                options.warmup = .zero
+                let result = try BenchRunner.run(options)
+                #expect(result.errors.total == 0, "\(result.errors)")
+                #expect(result.requests > 1000)
+                // Every request sent in the window is accounted for: verified in it, answered
+                // just after it, or still in flight when the clients stopped.
+                #expect(result.sent == result.requests + result.answeredAfterEnd + result.inFlightAtEnd)
+            }
         }
 
         @Test func aWrongResponseIsCaught() throws {
-            let server = try TestServer.start { _ in
+            try withServer(makeHandler: { _, _ in
                 FramedConnection(framer: DelimiterFramer.line(), handler: CorruptingLineEcho())
+            }) { server in
+                var options = options(port: server.port)
+                options.connections = 4
+                options.depth = 2
+                let result = try BenchRunner.run(options)
+                #expect(result.errors.wrongResponse > 0)
+                #expect(result.requests > 0)
             }
-            defer { server.stop() }
-            var options = options(port: server.port)
-            options.connections = 4
-            options.depth = 2
-            let result = try BenchRunner.run(options)
-            #expect(result.errors.wrongResponse > 0)
-            #expect(result.requests > 0)
         }
 
         @Test func udpEchoIsVerified() throws {
-            let server = try TestServer.startUDPEcho()
-            defer { server.stop() }
-            var options = options(port: server.port, .udp)
-            options.connections = 8
-            options.depth = 4
-            options.size = 64
-            let result = try BenchRunner.run(options)
-            #expect(result.requests > 1000)
-            #expect(result.errors.wrongResponse == 0)
-            #expect(result.errors.lost <= result.requests / 100, "\(result.errors)")
+            try withUDPEchoServer { server in
+                var options = options(port: server.port, .udp)
+                options.connections = 8
+                options.depth = 4
+                options.size = 64
+                let result = try BenchRunner.run(options)
+                #expect(result.requests > 1000)
+                #expect(result.errors.wrongResponse == 0)
+                #expect(result.errors.lost <= result.requests / 100, "\(result.errors)")
+            }
         }
 
         @Test func nothingListeningIsCountedAsRefusedWithoutHanging() throws {
@@ -122,10 +123,8 @@ extension BenchTests {
             func expectedRate(_ result: BenchResult) -> Double {
                 Double(connections * depth) / (Double(result.latency.p50) / 1_000_000)
             }
-            let result = try measure(server: {
-                try TestServer.start { _ in
-                    FramedConnection(framer: DelimiterFramer.line(), handler: DelayedLineEcho(delay: .milliseconds(20)))
-                }
+            let result = try measure(makeHandler: { _, _ in
+                FramedConnection(framer: DelimiterFramer.line(), handler: DelayedLineEcho(delay: .milliseconds(20)))
             }) { options in
                 options.connections = connections
                 options.depth = depth
@@ -141,11 +140,9 @@ extension BenchTests {
         }
 
         @Test func aFreezingServerShowsInCorrectedButNotUncorrectedLatency() throws {
-            let result = try measure(server: {
-                try TestServer.start(setup: { reactor in
-                    scheduleFreezes(on: reactor, first: .milliseconds(800), period: .seconds(2), length: .milliseconds(500))
-                }) { _ in ByteEcho() }
-            }) { options in
+            let result = try measure(setup: { reactor in
+                scheduleFreezes(on: reactor, first: .milliseconds(800), period: .seconds(2), length: .milliseconds(500))
+            }, makeHandler: { _, _ in ByteEcho() }) { options in
                 options.connections = 10
                 options.rate = 1000
                 options.warmup = .zero

@@ -18,38 +18,38 @@ extension BenchTests {
         ]
 
         @Test func jsonHasTheIssuesKeysWithNullsWhereNothingWasMeasured() throws {
-            let server = try TestServer.start { _ in ByteEcho() }
-            defer { server.stop() }
-            var options = BenchOptions()
-            options.port = server.port
-            options.connections = 2
-            options.warmup = .zero
-            options.duration = .milliseconds(500)
-            let result = try BenchRunner.run(options)
-            let object = try #require(try JSONSerialization.jsonObject(with: Data(result.json.utf8)) as? [String: Any])
-            for key in Self.requiredKeys { #expect(object[key] != nil, "missing \(key)") }
-            #expect(object["rate"] is NSNull)
-            #expect(object["server_cpu_s"] is NSNull)
-            #expect(object["server_peak_rss_kb"] is NSNull)
-            let latency = try #require(object["latency_us"] as? [String: Double])
-            #expect(Set(latency.keys) == ["p50", "p90", "p99", "p999", "p9999", "max"])
-            #expect(object["latency_uncorrected_us"] as? [String: Double] == latency)
-            #expect(object["requests"] as? Int == result.requests)
+            try withServer(makeHandler: { _, _ in ByteEcho() }) { server in
+                var options = BenchOptions()
+                options.port = server.port
+                options.connections = 2
+                options.warmup = .zero
+                options.duration = .milliseconds(500)
+                let result = try BenchRunner.run(options)
+                let object = try #require(try JSONSerialization.jsonObject(with: Data(result.json.utf8)) as? [String: Any])
+                for key in Self.requiredKeys { #expect(object[key] != nil, "missing \(key)") }
+                #expect(object["rate"] is NSNull)
+                #expect(object["server_cpu_s"] is NSNull)
+                #expect(object["server_peak_rss_kb"] is NSNull)
+                let latency = try #require(object["latency_us"] as? [String: Double])
+                #expect(Set(latency.keys) == ["p50", "p90", "p99", "p999", "p9999", "max"])
+                #expect(object["latency_uncorrected_us"] as? [String: Double] == latency)
+                #expect(object["requests"] as? Int == result.requests)
+            }
         }
 
         @Test func serverFiguresComeFromProc() throws {
-            let server = try TestServer.start { _ in ByteEcho() }
-            defer { server.stop() }
-            var options = BenchOptions()
-            options.port = server.port
-            options.connections = 4
-            options.warmup = .zero
-            options.duration = .milliseconds(500)
-            options.serverPID = getpid()  // the server runs in this process
-            let result = try BenchRunner.run(options)
-            #expect((result.serverCPUSeconds ?? 0) > 0)
-            #expect((result.serverPeakRSSKiB ?? 0) > 1000)
-            #expect(BenchSummary.text(result).contains("server CPU"))
+            try withServer(makeHandler: { _, _ in ByteEcho() }) { server in
+                var options = BenchOptions()
+                options.port = server.port
+                options.connections = 4
+                options.warmup = .zero
+                options.duration = .milliseconds(500)
+                options.serverPID = getpid()  // the server runs in this process
+                let result = try BenchRunner.run(options)
+                #expect((result.serverCPUSeconds ?? 0) > 0)
+                #expect((result.serverPeakRSSKiB ?? 0) > 1000)
+                #expect(BenchSummary.text(result).contains("server CPU"))
+            }
         }
 
         @Test func endpointsAndTargetsParse() throws {
@@ -104,97 +104,38 @@ extension BenchTests {
         }
 
         @Test func suiteWritesTablesChartsAndJSONAndSkipsWhatATargetCannotDo() throws {
-            let echo = try TestServer.start { _ in ByteEcho() }
-            defer { echo.stop() }
-            let lineOnly = try TestServer.start { _ in
-                FramedConnection(framer: DelimiterFramer.line(), handler: LineEchoHandler())
+            try withServer(makeHandler: { _, _ in ByteEcho() }) { echo in
+                try withServer(makeHandler: { _, _ in
+                    FramedConnection(framer: DelimiterFramer.line(), handler: LineEchoHandler())
+                }) { lineOnly in
+                    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("bench-suite-\(getpid())").path
+                    defer { try? FileManager.default.removeItem(atPath: folder) }
+                    var configuration = BenchSuite.Configuration()
+                    configuration.targets = [
+                        try SuiteTarget.parseTarget("echo=127.0.0.1:\(echo.port)"),
+                        try SuiteTarget.parseTarget("lines=127.0.0.1:\(lineOnly.port)"),
+                    ]
+                    configuration.scenarios = ["pipelined-lines", "pipelined-int32", "idle-memory"].compactMap(SuiteScenario.named)
+                    configuration.duration = .milliseconds(400)
+                    configuration.warmup = .zero
+                    configuration.serverCPUs = nil
+                    configuration.clientCPUs = nil
+                    configuration.outputFolder = folder
+                    let outcomes = try BenchSuite(configuration) { _ in }.run()
+                    #expect(outcomes.count == 6)
+                    let readme = try String(contentsOfFile: "\(folder)/README.md", encoding: .utf8)
+                    #expect(readme.contains("| echo |"))
+                    #expect(readme.contains("lines: skipped: does not answer int32"))
+                    #expect(readme.contains("needs the server's pid"))
+                    #expect(FileManager.default.fileExists(atPath: "\(folder)/echo-pipelined-lines.json"))
+                    #expect(FileManager.default.fileExists(atPath: "\(folder)/lines-pipelined-lines.json"))
+                    #expect(!FileManager.default.fileExists(atPath: "\(folder)/lines-pipelined-int32.json"))
+                    let svg = try Data(contentsOf: URL(fileURLWithPath: "\(folder)/pipelined-lines.svg"))
+                    let parser = XMLParser(data: svg)
+                    #expect(parser.parse(), "the chart is well-formed XML")
+                    #expect(String(decoding: svg, as: UTF8.self).contains("lines"))
+                }
             }
-            defer { lineOnly.stop() }
-            let folder = FileManager.default.temporaryDirectory.appendingPathComponent("bench-suite-\(getpid())").path
-            defer { try? FileManager.default.removeItem(atPath: folder) }
-            var configuration = BenchSuite.Configuration()
-            configuration.targets = [
-                try SuiteTarget.parseTarget("echo=127.0.0.1:\(echo.port)"),
-                try SuiteTarget.parseTarget("lines=127.0.0.1:\(lineOnly.port)"),
-            ]
-            configuration.scenarios = ["pipelined-lines", "pipelined-int32", "idle-memory"].compactMap(SuiteScenario.named)
-            configuration.duration = .milliseconds(400)
-            configuration.warmup = .zero
-            configuration.serverCPUs = nil
-            configuration.clientCPUs = nil
-            configuration.outputFolder = folder
-            let outcomes = try BenchSuite(configuration) { _ in }.run()
-            #expect(outcomes.count == 6)
-            let readme = try String(contentsOfFile: "\(folder)/README.md", encoding: .utf8)
-            #expect(readme.contains("| echo |"))
-            #expect(readme.contains("lines: skipped: does not answer int32"))
-            #expect(readme.contains("needs the server's pid"))
-            #expect(FileManager.default.fileExists(atPath: "\(folder)/echo-pipelined-lines.json"))
-            #expect(FileManager.default.fileExists(atPath: "\(folder)/lines-pipelined-lines.json"))
-            #expect(!FileManager.default.fileExists(atPath: "\(folder)/lines-pipelined-int32.json"))
-            let svg = try Data(contentsOf: URL(fileURLWithPath: "\(folder)/pipelined-lines.svg"))
-            let parser = XMLParser(data: svg)
-            #expect(parser.parse(), "the chart is well-formed XML")
-            #expect(String(decoding: svg, as: UTF8.self).contains("lines"))
-        }
-    }
-}
-
-extension BenchTests.ReportTests {
-    @Test func suiteSpawnsAServerPerScenarioAndReadsItsFiguresFromProc() throws {
-        let reactor = try reactorExecutable()
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("bench-spawn-\(getpid())").path
-        defer { try? FileManager.default.removeItem(atPath: folder) }
-        var configuration = BenchSuite.Configuration()
-        configuration.targets = [
-            try SuiteTarget.parseSpawn("reactor=\(reactor) serve echo --port {port} --framing {framing} --udp-rate 0")
-        ]
-        configuration.scenarios = ["ping-pong", "udp-echo"].compactMap(SuiteScenario.named)
-        configuration.duration = .milliseconds(400)
-        configuration.warmup = .zero
-        configuration.serverCPUs = nil
-        configuration.clientCPUs = nil
-        configuration.outputFolder = folder
-        let outcomes = try BenchSuite(configuration) { _ in }.run()
-        #expect(outcomes.count == 2)
-        for outcome in outcomes {
-            let result = try #require(outcome.result, "\(outcome.scenario.name): \(outcome.note ?? "")")
-            #expect(result.requests > 0)
-            // Loopback can still drop a datagram now and then; nothing else may fail.
-            #expect(result.errors.total - result.errors.lost == 0, "\(outcome.scenario.name): \(result.errors.nonZero)")
-            #expect(result.errors.lost <= Swift.max(1, result.requests / 100))
-            #expect(result.serverCPUSeconds != nil)
-            #expect((result.serverPeakRSSKiB ?? 0) > 0)
-        }
-    }
-}
-
-extension BenchTests.ReportTests {
-    @Test func theCommandShowsProgressASummaryAndWritesJSON() throws {
-        let server = try TestServer.start { _ in ByteEcho() }
-        defer { server.stop() }
-        let json = FileManager.default.temporaryDirectory.appendingPathComponent("bench-\(getpid()).json").path
-        defer { try? FileManager.default.removeItem(atPath: json) }
-        let child = try ChildProcess.reactor([
-            "bench", "127.0.0.1:\(server.port)", "--protocol", "int32", "--connections", "4", "--depth", "4",
-            "--duration", "1.3", "--warmup", "0", "--threads", "2", "--json", json,
-        ])
-        #expect(child.waitForExit(timeout: .seconds(10)) == 0, "\(child.standardError)")
-        #expect(child.standardOutput.contains("int32 requests, 4 connection(s) x 4 in flight x 64 B, closed loop, 2 thread(s)"))
-        #expect(child.standardOutput.contains("errors: 0"))
-        #expect(child.standardErrorLines.contains { $0.hasPrefix("[1s measure]") }, "one plain progress line off a terminal")
-        let object = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as? [String: Any]
-        #expect((object?["requests"] as? Int ?? 0) > 0)
-        #expect(object?["threads"] as? Int == 2)
-    }
-
-    @Test func theCommandRefusesWhatItCannotRun() throws {
-        for arguments in [["bench", "no-port"], ["bench", "127.0.0.1:7", "--protocol", "udp", "--size", "4"],
-                          ["bench", "suite"], ["bench", "suite", "--target", "x=nowhere"]] {
-            let child = try ChildProcess.reactor(arguments)
-            let status = child.waitForExit(timeout: .seconds(10))
-            #expect(status != nil && status != 0, "\(arguments)")
-            #expect(!child.standardError.isEmpty, "\(arguments) says why")
         }
     }
 }

@@ -1,49 +1,10 @@
+// Handlers for the honesty tests' servers, which run on reactor threads in this process
+// (`withServer` and the echoes are in ReactorTestSupport).
+
 import Glibc
 import ReactorCore
 import ReactorFraming
 import ReactorTestSupport
-
-/// Servers for the honesty tests, each on its own reactor thread in this process.
-struct TestServer {
-    let thread: ReactorThread
-    let port: Int
-
-    /// Listens on 127.0.0.1, port 0, with a handler per connection from `makeHandler`;
-    /// `setup` runs first on the reactor (to start timers).
-    static func start(
-        setup: @escaping @Sendable (Reactor) -> Void = { _ in },
-        makeHandler: @escaping @Sendable (Reactor) -> any ConnectionHandler
-    ) throws -> TestServer {
-        let (thread, port) = try ReactorThread.start(name: "test-server") { reactor in
-            setup(reactor)
-            return try reactor.listen(host: "127.0.0.1", port: 0) { _ in makeHandler(reactor) }.address.port
-        }
-        return TestServer(thread: thread, port: port)
-    }
-
-    /// A UDP echo server.
-    static func startUDPEcho() throws -> TestServer {
-        let (thread, port) = try ReactorThread.start(name: "test-udp-server") { reactor in
-            try reactor.bindUDP(host: "127.0.0.1", port: 0, handler: UDPEcho()).localAddress.port
-        }
-        return TestServer(thread: thread, port: port)
-    }
-
-    func stop() { thread.stop() }
-}
-
-/// Echoes bytes as they come: a correct echo for every stream framing.
-final class ByteEcho: ConnectionHandler {
-    func received(_ bytes: RawSpan, on connection: Connection) {
-        connection.write(bytes)
-    }
-}
-
-final class UDPEcho: DatagramHandler {
-    func received(_ datagram: RawSpan, from sender: SocketAddress, on socket: UDPSocket) {
-        socket.send(datagram, to: sender)
-    }
-}
 
 /// Answers each line exactly `delay` after it arrived.
 final class DelayedLineEcho: FrameHandler {

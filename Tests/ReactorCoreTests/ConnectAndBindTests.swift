@@ -4,7 +4,6 @@
 import Foundation
 import Glibc
 import ReactorCore
-import ReactorServices
 import ReactorTestSupport
 import Testing
 
@@ -34,16 +33,16 @@ private final class SilentListener {
     deinit { fillers.forEach { close($0) } }
 }
 
-/// Connects with the framework from a reactor thread; returns the record the handler fills.
-private func frameworkConnect(
-    to address: SocketAddress, timeout: Duration = .seconds(5)
-) throws -> (ReactorThread, Locked<ConnectionRecord>) {
+/// Runs `body` with a reactor thread that connects to `address` with the framework, and
+/// the record the handler fills.
+private func withFrameworkConnect(
+    to address: SocketAddress, timeout: Duration = .seconds(5), _ body: (TestReactor, Locked<ConnectionRecord>) throws -> Void
+) throws {
     let record = Locked(ConnectionRecord())
-    let (thread, _) = try ReactorThread.start { reactor in
+    try withReactor(setup: { reactor in
         reactor.connect(to: address, timeout: timeout, handler: ProbeHandler(record: record))
         return ()
-    }
-    return (thread, record)
+    }) { thread, _ in try body(thread, record) }
 }
 
 @Suite("Connect and bind errors", .timeLimit(.minutes(1)))
@@ -53,19 +52,19 @@ struct ConnectAndBindTests {
         // Bound but not listening: the port stays ours, and the kernel answers SYN with RST.
         let closedPort = try RawSocket(host: host)
         let target = try SocketAddress(ip: host, port: closedPort.port)
-        let (thread, record) = try frameworkConnect(to: target)
-        defer { thread.stopAndJoin() }
-        let result = try #require(record.wait(until: { $0.connectFailed != nil }), "connectFailed was not called")
-        let error = try #require(result.connectFailed)
-        #expect(error.code == .connectionRefused)
-        #expect(error.errno == ECONNREFUSED)
-        #expect(error.operation == .connect)
-        #expect(error.address == target)
-        #expect(error.description.contains(target.description), "\(error)")
-        #expect(error.description.contains("refused"), "\(error)")
-        #expect(result.opened == 0)
-        usleep(20_000)
-        #expect(record.value.closed.isEmpty, "closed() must not follow connectFailed()")
+        try withFrameworkConnect(to: target) { thread, record in
+            let result = try #require(record.wait(until: { $0.connectFailed != nil }), "connectFailed was not called")
+            let error = try #require(result.connectFailed)
+            #expect(error.code == .connectionRefused)
+            #expect(error.errno == ECONNREFUSED)
+            #expect(error.operation == .connect)
+            #expect(error.address == target)
+            #expect(error.description.contains(target.description), "\(error)")
+            #expect(error.description.contains("refused"), "\(error)")
+            #expect(result.opened == 0)
+            usleep(20_000)
+            #expect(record.value.closed.isEmpty, "closed() must not follow connectFailed()")
+        }
     }
 
     @Test("a connect nobody answers fails with timedOut after the connect timeout")
@@ -76,16 +75,16 @@ struct ConnectAndBindTests {
         let target = silent.address
 
         let started = ContinuousClock.now
-        let (thread, record) = try frameworkConnect(to: target, timeout: .milliseconds(300))
-        defer { thread.stopAndJoin() }
-        let result = try #require(record.wait(until: { $0.connectFailed != nil }), "connectFailed was not called")
-        let elapsed = ContinuousClock.now - started
-        let error = try #require(result.connectFailed)
-        #expect(error.code == .timedOut, "\(error)")
-        #expect(error.address == target)
-        #expect(error.description.contains(target.description), "\(error)")
-        #expect(elapsed >= .milliseconds(250), "gave up before the timeout: \(elapsed)")
-        #expect(result.opened == 0)
+        try withFrameworkConnect(to: target, timeout: .milliseconds(300)) { thread, record in
+            let result = try #require(record.wait(until: { $0.connectFailed != nil }), "connectFailed was not called")
+            let elapsed = ContinuousClock.now - started
+            let error = try #require(result.connectFailed)
+            #expect(error.code == .timedOut, "\(error)")
+            #expect(error.address == target)
+            #expect(error.description.contains(target.description), "\(error)")
+            #expect(elapsed >= .milliseconds(250), "gave up before the timeout: \(elapsed)")
+            #expect(result.opened == 0)
+        }
     }
 
     @Test("a cancelled connect never calls its handler")
@@ -94,40 +93,40 @@ struct ConnectAndBindTests {
         defer { withExtendedLifetime(silent) {} }
         let target = silent.address
         let record = Locked(ConnectionRecord())
-        let (thread, wasPending) = try ReactorThread.start { reactor in
+        try withReactor(setup: { reactor in
             let pending = reactor.connect(to: target, timeout: .milliseconds(100), handler: ProbeHandler(record: record))
             let wasPending = pending.isPending
             pending.cancel()
             return (wasPending, pending.isPending)
+        }) { thread, wasPending in
+            #expect(wasPending == (true, false))
+            usleep(300_000)  // past the connect timeout
+            let seen = record.value
+            #expect(seen.connectFailed == nil)
+            #expect(seen.opened == 0)
         }
-        defer { thread.stopAndJoin() }
-        #expect(wasPending == (true, false))
-        usleep(300_000)  // past the connect timeout
-        let seen = record.value
-        #expect(seen.connectFailed == nil)
-        #expect(seen.opened == 0)
     }
 
     @Test("binding a port in use throws addressInUse, naming the address", arguments: ["127.0.0.1", "::1"])
     func bindInUse(host: String) throws {
-        let server = try TestServer.echo(host: host)
-        defer { server.stop() }
-        let error = try reactorError { reactor in
-            _ = try reactor.listen(host: host, port: server.port) { _ in EchoHandler() }
+        try withEchoServer(host: host) { server in
+            let error = try reactorError { reactor in
+                _ = try reactor.listen(host: host, port: server.port) { _ in ByteEcho() }
+            }
+            let thrown = try #require(error, "a second listener on the same port must fail")
+            #expect(thrown.code == .addressInUse)
+            #expect(thrown.errno == EADDRINUSE)
+            #expect(thrown.operation == .bind)
+            #expect(thrown.address == server.address)
+            #expect(thrown.description.contains(server.address.description), "\(thrown)")
+            #expect(thrown.description.contains("address already in use"), "\(thrown)")
         }
-        let thrown = try #require(error, "a second listener on the same port must fail")
-        #expect(thrown.code == .addressInUse)
-        #expect(thrown.errno == EADDRINUSE)
-        #expect(thrown.operation == .bind)
-        #expect(thrown.address == server.address)
-        #expect(thrown.description.contains(server.address.description), "\(thrown)")
-        #expect(thrown.description.contains("address already in use"), "\(thrown)")
     }
 
     @Test("listening on a host that does not resolve throws invalidAddress, naming the host")
     func listenBadHost() throws {
         let error = try reactorError { reactor in
-            _ = try reactor.listen(host: "nonsense.invalid", port: 0) { _ in EchoHandler() }
+            _ = try reactor.listen(host: "nonsense.invalid", port: 0) { _ in ByteEcho() }
         }
         let thrown = try #require(error)
         #expect(thrown.code == .invalidAddress)
@@ -136,32 +135,32 @@ struct ConnectAndBindTests {
 
     @Test("listener port 0 picks a real port and accepts on it")
     func listenerPortZero() throws {
-        let server = try TestServer.echo()
-        defer { server.stop() }
-        #expect(server.port > 0)
-        let client = try TestClient(connectingTo: server.address)
-        try client.send("x")
-        #expect(try client.receive(count: 1) == Array("x".utf8))
+        try withEchoServer { server in
+            #expect(server.port > 0)
+            let client = try TestClient(connectingTo: server.address)
+            try client.send("x")
+            #expect(try client.receive(count: 1) == Array("x".utf8))
+        }
     }
 
     @Test("closing a listener refuses new connections but keeps the accepted ones")
     func closeListenerKeepsConnections() throws {
         let listener = ReactorBound<TCPListener?>(nil)
-        let (thread, address) = try ReactorThread.start { reactor in
-            listener.value = try reactor.listen(host: "127.0.0.1", port: 0) { _ in EchoHandler() }
+        try withReactor(setup: { reactor in
+            listener.value = try reactor.listen(host: "127.0.0.1", port: 0) { _ in ByteEcho() }
             return listener.value!.address
+        }) { thread, address in
+            let client = try TestClient(connectingTo: address)
+            try client.send("a")
+            #expect(try client.receive(count: 1) == Array("a".utf8))
+            let listening = try thread.sync { _ in
+                listener.value?.close()
+                return listener.value?.isListening
+            }
+            #expect(listening == false)
+            #expect(throws: TestFailure.self) { try TestClient(connectingTo: address, timeout: .seconds(1)) }
+            try client.send("b")
+            #expect(try client.receive(count: 1) == Array("b".utf8), "an accepted connection died with its listener")
         }
-        defer { thread.stopAndJoin() }
-        let client = try TestClient(connectingTo: address)
-        try client.send("a")
-        #expect(try client.receive(count: 1) == Array("a".utf8))
-        let listening = try thread.handle.sync { _ in
-            listener.value?.close()
-            return listener.value?.isListening
-        }
-        #expect(listening == false)
-        #expect(throws: TestFailure.self) { try TestClient(connectingTo: address, timeout: .seconds(1)) }
-        try client.send("b")
-        #expect(try client.receive(count: 1) == Array("b".utf8), "an accepted connection died with its listener")
     }
 }

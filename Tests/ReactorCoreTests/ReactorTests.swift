@@ -5,7 +5,6 @@ import Dispatch
 import Foundation
 import Glibc
 import ReactorCore
-import ReactorServices
 import ReactorTestSupport
 import Synchronization
 import Testing
@@ -102,37 +101,38 @@ struct ReactorTests {
     @Test("signals are handled on the reactor thread")
     func signalHandledOnReactorThread() throws {
         let handled = Locked(0)
-        let (thread, _) = try ReactorThread.start { reactor in
+        try withReactor(setup: { reactor in
             _ = try reactor.onSignal(SIGUSR2) { handled.update { $0 += 1 } }
+        }) { thread, _ in
+            // The reactor thread was started from a test thread that blocks most signals; a
+            // watcher must unblock its signal there, or a process whose threads all block it
+            // (a child spawned by Foundation's Process, for one) would never see it.
+            let blocked = try thread.sync { _ in
+                var mask = sigset_t()
+                pthread_sigmask(SIG_BLOCK, nil, &mask)
+                return sigismember(&mask, SIGUSR2) == 1
+            }
+            #expect(blocked == false, "SIGUSR2 is still blocked on the reactor thread")
+            kill(getpid(), SIGUSR2)
+            #expect(handled.wait(until: { $0 == 1 }) != nil, "the SIGUSR2 watcher did not run")
         }
-        defer { thread.stopAndJoin() }
-        // The reactor thread was started from a test thread that blocks most signals; a
-        // watcher must unblock its signal there, or a process whose threads all block it
-        // (a child spawned by Foundation's Process, for one) would never see it.
-        let blocked = try thread.handle.sync { _ in
-            var mask = sigset_t()
-            pthread_sigmask(SIG_BLOCK, nil, &mask)
-            return sigismember(&mask, SIGUSR2) == 1
-        }
-        #expect(blocked == false, "SIGUSR2 is still blocked on the reactor thread")
-        kill(getpid(), SIGUSR2)
-        #expect(handled.wait(until: { $0 == 1 }) != nil, "the SIGUSR2 watcher did not run")
     }
 }
 
 extension ReactorTests {
     @Test("stopping the reactor aborts open connections and tells each handler once")
     func stopAbortsConnections() throws {
-        let (server, logs) = try TestServer.probed(echo: true)
-        let clients = try (0..<3).map { _ in try TestClient(connectingTo: server.address) }
-        for client in clients {
-            try client.send("x")
-            _ = try client.receive(count: 1)
-        }
-        server.stop()
-        #expect(logs.all.map(\.closed) == Array(repeating: [.aborted], count: 3))
-        for client in clients {
-            #expect(client.receiveUntilEnd().end != .timedOut, "the socket was left open")
+        try withProbedServer(echo: true) { server, logs in
+            let clients = try (0..<3).map { _ in try TestClient(connectingTo: server.address) }
+            for client in clients {
+                try client.send("x")
+                _ = try client.receive(count: 1)
+            }
+            server.reactor.stop()
+            #expect(logs.all.map(\.closed) == Array(repeating: [.aborted], count: 3))
+            for client in clients {
+                #expect(client.receiveUntilEnd().end != .timedOut, "the socket was left open")
+            }
         }
     }
 
@@ -153,85 +153,86 @@ struct ReactorHandleTests {
         // posts took over 20 s there, while 4_000 still race the producers and the drain.
         let jobsPerThread = isThreadSanitizerBuild ? 1_000 : 10_000
         let seen = ReactorBound<[[Int]]>(Array(repeating: [], count: threads))
-        let (thread, _) = try ReactorThread.start { _ in }
-        defer { thread.stopAndJoin() }
-        let handle = thread.handle
-        let refused = Locked(0)
-        let start = DispatchSemaphore(value: 0)
-        let finished = DispatchGroup()
-        for producer in 0..<threads {
-            finished.enter()
-            Thread {
-                start.wait()
-                for job in 0..<jobsPerThread {
-                    let posted = handle.execute { _ in seen.value[producer].append(job) }
-                    if !posted { refused.update { $0 += 1 } }
-                }
-                finished.leave()
-            }.start()
+        try withReactor { thread in
+            let handle = thread.handle
+            let refused = Locked(0)
+            let start = DispatchSemaphore(value: 0)
+            let finished = DispatchGroup()
+            for producer in 0..<threads {
+                finished.enter()
+                Thread {
+                    start.wait()
+                    for job in 0..<jobsPerThread {
+                        let posted = handle.execute { _ in seen.value[producer].append(job) }
+                        if !posted { refused.update { $0 += 1 } }
+                    }
+                    finished.leave()
+                }.start()
+            }
+            for _ in 0..<threads { start.signal() }
+            #expect(finished.wait(timeout: .now() + .seconds(20)) == .success, "producers did not finish")
+            #expect(refused.value == 0)
+            // Every job posted before this one has run once it runs (same mailbox, FIFO).
+            let counts = try thread.sync(timeout: .seconds(20)) { _ in seen.value.map(\.count) }
+            #expect(counts == Array(repeating: jobsPerThread, count: threads))
+            let ordered = try thread.sync { _ in seen.value.map { $0 == Array(0..<jobsPerThread) } }
+            #expect(ordered == Array(repeating: true, count: threads), "a producer's jobs ran out of order")
         }
-        for _ in 0..<threads { start.signal() }
-        #expect(finished.wait(timeout: .now() + .seconds(20)) == .success, "producers did not finish")
-        #expect(refused.value == 0)
-        // Every job posted before this one has run once it runs (same mailbox, FIFO).
-        let counts = try handle.sync(timeout: .seconds(20)) { _ in seen.value.map(\.count) }
-        #expect(counts == Array(repeating: jobsPerThread, count: threads))
-        let ordered = try handle.sync { _ in seen.value.map { $0 == Array(0..<jobsPerThread) } }
-        #expect(ordered == Array(repeating: true, count: threads), "a producer's jobs ran out of order")
     }
 
     @Test("execute runs on the reactor thread")
     func executeRunsOnReactorThread() throws {
-        let (thread, reactorThreadID) = try ReactorThread.start { _ in pthread_self() }
-        defer { thread.stopAndJoin() }
-        let ranOn = try thread.handle.sync { _ in pthread_self() }
-        #expect(pthread_equal(ranOn, reactorThreadID) != 0)
+        try withReactor(setup: { _ in pthread_self() }) { thread, reactorThreadID in
+            let ranOn = try thread.sync { _ in pthread_self() }
+            #expect(pthread_equal(ranOn, reactorThreadID) != 0)
+        }
     }
 
     @Test("submit returns the value computed on the reactor")
     func submitReturnsValue() async throws {
-        let (thread, _) = try ReactorThread.start { reactor in
-            try reactor.listen(host: "127.0.0.1", port: 0) { _ in EchoHandler() }.address
+        try await withReactor(setup: { reactor in
+            try reactor.listen(host: "127.0.0.1", port: 0) { _ in ByteEcho() }.address
+        }) { thread, _ in
+            let method = try await thread.handle.submit { reactor in reactor.backendMethod }
+            #expect(method == "epoll")
+            let sum = try await thread.handle.submit { _ in (1...100).reduce(0, +) }
+            #expect(sum == 5050)
         }
-        defer { thread.stopAndJoin() }
-        let method = try await thread.handle.submit { reactor in reactor.backendMethod }
-        #expect(method == "epoll")
-        let sum = try await thread.handle.submit { _ in (1...100).reduce(0, +) }
-        #expect(sum == 5050)
     }
 
     @Test("submit passes on what the work throws")
     func submitRethrows() async throws {
-        let (thread, _) = try ReactorThread.start { _ in }
-        defer { thread.stopAndJoin() }
-        await #expect(throws: TestFailure.self) {
-            try await thread.handle.submit { _ in throw TestFailure("from the reactor") }
+        try await withReactor { thread in
+            await #expect(throws: TestFailure.self) {
+                try await thread.handle.submit { _ in throw TestFailure("from the reactor") }
+            }
         }
     }
 
     @Test("after stop, execute returns false and submit throws reactorStopped")
     func executeAfterStop() async throws {
-        let (thread, _) = try ReactorThread.start { _ in }
-        let handle = thread.handle
-        thread.stopAndJoin()
-        let ran = Locked(false)
-        #expect(handle.execute { _ in ran.set(true) } == false)
-        do {
-            _ = try await handle.submit { _ in 1 }
-            Issue.record("submit after stop returned a value")
-        } catch let error as ReactorError {
-            #expect(error.code == .reactorStopped)
+        try await withReactor { thread in
+            let handle = thread.handle
+            thread.stop()
+            let ran = Locked(false)
+            #expect(handle.execute { _ in ran.set(true) } == false)
+            do {
+                _ = try await handle.submit { _ in 1 }
+                Issue.record("submit after stop returned a value")
+            } catch let error as ReactorError {
+                #expect(error.code == .reactorStopped)
+            }
+            usleep(10_000)
+            #expect(ran.value == false)
         }
-        usleep(10_000)
-        #expect(ran.value == false)
     }
 
     @Test("stop() from another thread ends run()")
     func stopFromAnotherThread() throws {
-        let (thread, _) = try ReactorThread.start { _ in }
-        thread.handle.stop()
-        #expect(thread.handle.waitUntilStopped(), "the reactor did not stop")
-        thread.joinWithin(.seconds(5))
+        try withReactor { thread in
+            thread.handle.stop()
+            #expect(thread.waitUntilStopped(), "the reactor did not stop")
+        }
     }
 }
 
@@ -240,51 +241,51 @@ struct ShutdownTests {
     @Test("shutdownGracefully closes listeners, flushes connections, and run() returns")
     func gracefulShutdownFlushes() throws {
         let owed = 4 * 1024 * 1024
-        let (server, logs) = try TestServer.probed(keepReceivedBytes: false) { handler, _ in
+        try withProbedServer(keepReceivedBytes: false, configure: { handler, _ in
             // Answer any request with a reply much larger than the socket buffers.
             handler.onReceived = { _, connection in connection.write(pattern(count: owed)) }
+        }) { server, logs in
+            let client = try TestClient(connectingTo: server.address, receiveBuffer: 64 * 1024)
+            try client.send("go")
+            let record = try logs.record()
+            #expect(record.wait(until: { $0.maxQueued > 0 }) != nil, "the reply should be queued, not all taken by the kernel")
+
+            server.handle.shutdownGracefully(timeout: .seconds(20))
+            // The listener closes at once: new connections are refused.
+            #expect(
+                waitUntil { (try? TestClient(connectingTo: server.address, timeout: .seconds(1))) == nil },
+                "the listener still accepts after shutdownGracefully")
+
+            // The open connection gets everything it was owed, then end of file.
+            expectPattern(client.receiveUntilEnd(timeout: .seconds(20)), count: owed)
+            client.close()
+
+            #expect(try logs.closeReason() == .closed)
+            #expect(server.reactor.waitUntilStopped(), "run() did not return after the last connection closed")
         }
-        let client = try TestClient(connectingTo: server.address, receiveBuffer: 64 * 1024)
-        try client.send("go")
-        let record = try logs.record()
-        #expect(record.wait(until: { $0.maxQueued > 0 }) != nil, "the reply should be queued, not all taken by the kernel")
-
-        server.handle.shutdownGracefully(timeout: .seconds(20))
-        // The listener closes at once: new connections are refused.
-        #expect(
-            waitUntil { (try? TestClient(connectingTo: server.address, timeout: .seconds(1))) == nil },
-            "the listener still accepts after shutdownGracefully")
-
-        // The open connection gets everything it was owed, then end of file.
-        expectPattern(client.receiveUntilEnd(timeout: .seconds(20)), count: owed)
-        client.close()
-
-        #expect(try logs.closeReason() == .closed)
-        #expect(server.handle.waitUntilStopped(), "run() did not return after the last connection closed")
-        server.thread.joinWithin(.seconds(5))
     }
 
     @Test("shutdownGracefully aborts connections still open after its timeout")
     func gracefulShutdownTimeout() throws {
-        let (server, logs) = try TestServer.probed(keepReceivedBytes: false) { handler, _ in
+        try withProbedServer(keepReceivedBytes: false, configure: { handler, _ in
             handler.onOpened = { connection in connection.write(pattern(count: 8 * 1024 * 1024)) }
+        }) { server, logs in
+            // A client that neither reads nor closes.
+            let client = try TestClient(connectingTo: server.address, receiveBuffer: 16 * 1024)
+            _ = try logs.record()
+            server.handle.shutdownGracefully(timeout: .milliseconds(200))
+            #expect(server.reactor.waitUntilStopped(timeout: .seconds(5)), "run() did not return after the shutdown timeout")
+            #expect(try logs.closeReason() == .aborted)
+            let (_, end) = client.receiveUntilEnd(timeout: .seconds(10))
+            #expect(end == .reset)
         }
-        // A client that neither reads nor closes.
-        let client = try TestClient(connectingTo: server.address, receiveBuffer: 16 * 1024)
-        _ = try logs.record()
-        server.handle.shutdownGracefully(timeout: .milliseconds(200))
-        #expect(server.handle.waitUntilStopped(timeout: .seconds(5)), "run() did not return after the shutdown timeout")
-        server.thread.joinWithin(.seconds(5))
-        #expect(try logs.closeReason() == .aborted)
-        let (_, end) = client.receiveUntilEnd(timeout: .seconds(10))
-        #expect(end == .reset)
     }
 
     @Test("shutdownGracefully with nothing open stops at once")
     func gracefulShutdownIdle() throws {
-        let server = try TestServer.echo()
-        server.handle.shutdownGracefully()
-        #expect(server.handle.waitUntilStopped(timeout: .seconds(2)))
-        server.thread.joinWithin(.seconds(5))
+        try withEchoServer { server in
+            server.handle.shutdownGracefully()
+            #expect(server.reactor.waitUntilStopped(timeout: .seconds(2)))
+        }
     }
 }

@@ -1,6 +1,6 @@
-// Helpers for the ReactorCore tests: reactors on their own threads, handlers that record
-// what they saw, byte patterns. What the test targets share (waiting, the POSIX client,
-// child processes) is in ReactorTestSupport.
+// Helpers for the ReactorCore tests: a thread of its own for a test body, a server of
+// handlers that record what they saw. What the test targets share (scoped reactors and
+// servers, waiting, the POSIX client, byte patterns) is in ReactorTestSupport.
 //
 // Rules the helpers follow so that a bug fails a test instead of hanging the suite:
 // every wait has a deadline, every socket call that can block is bounded by poll(),
@@ -10,7 +10,6 @@ import Dispatch
 import Foundation
 import Glibc
 import ReactorCore
-import ReactorServices
 import ReactorTestSupport
 import Testing
 
@@ -51,79 +50,27 @@ func reactorError(
     }
 }
 
-// MARK: - Reactors on threads
+// MARK: - A server of probed connections
 
-extension ReactorHandle {
-    /// Runs `work` on the reactor thread and waits for its result (at most `timeout`).
-    func sync<T: Sendable>(
-        timeout: Duration = .seconds(5), _ work: @escaping @Sendable (Reactor) throws -> T
-    ) throws -> T {
-        let result = Locked<Result<T, any Error>?>(nil)
-        let done = DispatchSemaphore(value: 0)
-        let posted = execute { reactor in
-            result.set(Result { try work(reactor) })
-            done.signal()
-        }
-        guard posted else { throw TestFailure("the reactor has stopped") }
-        guard done.wait(timeout: .now() + .milliseconds(timeout.milliseconds)) == .success else {
-            throw TestFailure("the reactor did not run the job within \(timeout)")
-        }
-        return try result.value!.get()
-    }
-
-    /// True once the reactor's run() has returned (its mailbox refuses work).
-    func waitUntilStopped(timeout: Duration = .seconds(5)) -> Bool {
-        waitUntil(timeout: timeout) { !execute { _ in } }
-    }
-}
-
-/// A reactor thread with one TCP listener.
-struct TestServer {
-    let thread: ReactorThread
-    let address: SocketAddress
-    var handle: ReactorHandle { thread.handle }
-    var port: Int { address.port }
-
-    /// Starts a reactor thread listening on `host` port 0 with handlers from `makeHandler`
-    /// (called on the reactor thread).
-    static func start(
-        host: String = "127.0.0.1", options: ListenerOptions = .init(),
-        connectionOptions: ConnectionOptions = .init(), outputBudget: Int = Reactor.defaultOutputBudget,
-        makeHandler: @escaping @Sendable (Reactor, Connection) -> any ConnectionHandler
-    ) throws -> TestServer {
-        let (thread, address) = try ReactorThread.start(name: "test-server", outputBudget: outputBudget) { reactor in
-            try reactor.listen(
-                host: host, port: 0, options: options, connectionOptions: connectionOptions,
-                makeHandler: { makeHandler(reactor, $0) }
-            ).address
-        }
-        return TestServer(thread: thread, address: address)
-    }
-
-    /// A server whose every connection is a ``ProbeHandler`` recording into the returned
-    /// logs, around the bundled ``EchoHandler`` when `echo` is set, and set up further by
-    /// `configure` (on the reactor thread, before the connection opens).
-    static func probed(
-        host: String = "127.0.0.1", _ options: ConnectionOptions = .init(), echo: Bool = false, keepReceivedBytes: Bool = true,
-        configure: @escaping @Sendable (ProbeHandler, Reactor) -> Void = { _, _ in }
-    ) throws -> (server: TestServer, logs: ConnectionLogs) {
-        let logs = ConnectionLogs()
-        let server = try start(host: host, connectionOptions: options) { reactor, _ in
-            let handler = logs.probe(inner: echo ? EchoHandler() : nil, keepReceivedBytes: keepReceivedBytes)
+/// Runs `body` with a server whose every connection is a ``ProbeHandler`` recording into
+/// the logs `body` gets, around a ``ByteEcho`` when `echo` is set, and set up further by
+/// `configure` (on the reactor thread, before the connection opens). The reactor is
+/// stopped and joined when `body` returns or throws.
+func withProbedServer<T>(
+    host: String = "127.0.0.1", _ options: ConnectionOptions = .init(), echo: Bool = false, keepReceivedBytes: Bool = true,
+    configure: @escaping @Sendable (ProbeHandler, Reactor) -> Void = { _, _ in },
+    sourceLocation: SourceLocation = #_sourceLocation,
+    _ body: (TestServer, ConnectionLogs) throws -> T
+) throws -> T {
+    let logs = ConnectionLogs()
+    return try withServer(
+        host: host, connectionOptions: options,
+        makeHandler: { reactor, _ in
+            let handler = logs.probe(inner: echo ? ByteEcho() : nil, keepReceivedBytes: keepReceivedBytes)
             configure(handler, reactor)
             return handler
-        }
-        return (server, logs)
-    }
-
-    /// An echo server using the bundled ``EchoHandler``.
-    static func echo(host: String = "127.0.0.1", connectionOptions: ConnectionOptions = .init()) throws -> TestServer {
-        try start(host: host, connectionOptions: connectionOptions) { _, _ in EchoHandler() }
-    }
-
-    func stop(sourceLocation: SourceLocation = #_sourceLocation) {
-        thread.stopAndJoin(sourceLocation: sourceLocation)
-    }
+        }, sourceLocation: sourceLocation
+    ) { server in try body(server, logs) }
 }
 
 // MARK: - Recording handlers
@@ -193,7 +140,7 @@ final class ConnectionLogs: Sendable {
 }
 
 /// A handler that records every hook into a ``ConnectionRecord`` and forwards to an
-/// optional inner handler (for example the bundled ``EchoHandler``) and to test hooks.
+/// optional inner handler (for example a ``ByteEcho``) and to test hooks.
 /// Lives on the reactor thread.
 final class ProbeHandler: ConnectionHandler {
     let record: Locked<ConnectionRecord>
@@ -273,59 +220,4 @@ final class ProbeHandler: ConnectionHandler {
         record.update { $0.connectFailed = error }
         inner?.connectFailed(error)
     }
-}
-
-// MARK: - Byte patterns
-
-/// A deterministic pseudo-random byte stream: byte `i` of stream `seed`.
-@inline(__always)
-func patternByte(_ index: Int, seed: UInt64 = 0x9E37_79B9_7F4A_7C15) -> UInt8 {
-    var z = (UInt64(index >> 3) &+ seed) &* 0xBF58_476D_1CE4_E5B9
-    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-    z ^= z >> 31
-    return UInt8(truncatingIfNeeded: z >> ((UInt64(index) & 7) * 8))
-}
-
-/// `count` bytes of the pattern starting at `offset`: ``patternByte(_:seed:)`` for each,
-/// with one hash per 8 bytes, so that megabytes of it are quick to make even in a
-/// sanitizer build.
-func pattern(count: Int, offset: Int = 0, seed: UInt64 = 0x9E37_79B9_7F4A_7C15) -> [UInt8] {
-    [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
-        var index = 0
-        while index < count {
-            let position = offset + index
-            var z = (UInt64(position >> 3) &+ seed) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            z ^= z >> 31
-            var byte = position & 7
-            while byte < 8, index < count {
-                buffer[index] = UInt8(truncatingIfNeeded: z >> (UInt64(byte) * 8))
-                byte += 1
-                index += 1
-            }
-        }
-        initialized = count
-    }
-}
-
-/// The index of the first byte where `bytes` differs from the pattern, or nil.
-func firstPatternMismatch(_ bytes: [UInt8], offset: Int = 0, seed: UInt64 = 0x9E37_79B9_7F4A_7C15) -> Int? {
-    let expected = pattern(count: bytes.count, offset: offset, seed: seed)
-    return bytes == expected ? nil : bytes.indices.first { bytes[$0] != expected[$0] }
-}
-
-// MARK: - Expectations
-
-/// Expects a stream (as ``TestClient/receiveUntilEnd(timeout:)`` returns it) to have
-/// carried exactly `text`, then end of file.
-func expectText(_ received: (bytes: [UInt8], end: StreamEnd), _ text: String, sourceLocation: SourceLocation = #_sourceLocation) {
-    #expect(String(decoding: received.bytes, as: UTF8.self) == text, sourceLocation: sourceLocation)
-    #expect(received.end == .endOfFile, sourceLocation: sourceLocation)
-}
-
-/// Expects a stream to have carried the first `count` bytes of the pattern, then end of file.
-func expectPattern(_ received: (bytes: [UInt8], end: StreamEnd), count: Int, sourceLocation: SourceLocation = #_sourceLocation) {
-    #expect(received.end == .endOfFile, sourceLocation: sourceLocation)
-    #expect(received.bytes.count == count, sourceLocation: sourceLocation)
-    #expect(firstPatternMismatch(received.bytes) == nil, sourceLocation: sourceLocation)
 }

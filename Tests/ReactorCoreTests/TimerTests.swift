@@ -275,18 +275,18 @@ struct TimerTests {
     @Test("a zero-delay timer that reschedules itself does not starve other work")
     func zeroDelayDoesNotStarve() throws {
         let spins = ReactorBound(0)
-        let (thread, _) = try ReactorThread.start { reactor in
+        try withReactor(setup: { reactor in
             func spin(_: ReactorTimer) {
                 spins.value += 1
                 reactor.schedule(after: .zero, spin)
             }
             reactor.schedule(after: .zero, spin)
+        }) { thread, _ in
+            // The mailbox is I/O (an eventfd): it must get a turn between timer passes.
+            let count = try thread.sync(timeout: .seconds(5)) { _ in spins.value }
+            #expect(count >= 0)
+            let later = try thread.sync(timeout: .seconds(5)) { _ in spins.value }
+            #expect(later > count, "the spinning timer stopped running")
         }
-        defer { thread.stopAndJoin() }
-        // The mailbox is I/O (an eventfd): it must get a turn between timer passes.
-        let count = try thread.handle.sync(timeout: .seconds(5)) { _ in spins.value }
-        #expect(count >= 0)
-        let later = try thread.handle.sync(timeout: .seconds(5)) { _ in spins.value }
-        #expect(later > count, "the spinning timer stopped running")
     }
 }

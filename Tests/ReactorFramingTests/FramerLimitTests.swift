@@ -5,6 +5,7 @@
 
 import ReactorCore
 import ReactorFraming
+import ReactorTestSupport
 import Testing
 
 /// True when `error` is frameTooLong.
@@ -149,7 +150,7 @@ struct FramerLimitTests {
         // 255 bytes in an int8 frame, the most the field can say, round trip.
         let payload = [UInt8](repeating: 9, count: 255)
         var driver = FramerDriver(LengthPrefixFramer(width: .one), bufferBound: 257)
-        driver.feed(try encodeFrame(payload, framer: LengthPrefixFramer(width: .one)))
+        driver.feed(try (LengthPrefixFramer(width: .one)).encodedFrame(payload))
         #expect(driver.frames == [payload])
     }
 
@@ -256,7 +257,7 @@ struct OutgoingFrameTests {
         let framer = framerCase.makeFramer()
         let delimiter = framerCase.trailer
         for payload in [delimiter, [0x41] + delimiter, delimiter + [0x41], [0x41] + delimiter + [0x42]] {
-            let error = #expect(throws: FramingError.self, "\(payload)") { try encodeFrame(payload, framer: framer) }
+            let error = #expect(throws: FramingError.self, "\(payload)") { try framer.encodedFrame(payload) }
             if let error, case .unframeablePayload = error {} else if let error {
                 Issue.record("\(payload): expected unframeablePayload, got \(error)")
             }
@@ -269,27 +270,27 @@ struct OutgoingFrameTests {
         // "--END--" starting inside the payload, so the peer would read "x" instead.
         let framer = DelimiterFramer(delimiter: Array("--END--".utf8))
         for text in ["x--END", "--END", "x--E--END"] {
-            #expect(throws: FramingError.self, "\(text)") { try encodeFrame(Array(text.utf8), framer: framer) }
+            #expect(throws: FramingError.self, "\(text)") { try framer.encodedFrame(Array(text.utf8)) }
         }
         // [FF 00 FF]: "A FF 00" + "FF 00 FF" holds the delimiter at offset 1.
         let binary = DelimiterFramer(delimiter: [0xFF, 0x00, 0xFF])
-        #expect(throws: FramingError.self) { try encodeFrame([0x41, 0xFF, 0x00], framer: binary) }
+        #expect(throws: FramingError.self) { try binary.encodedFrame([0x41, 0xFF, 0x00]) }
         // Payloads that only look close are fine and round trip.
         for payload in [Array("x--EN".utf8), Array("x-".utf8), Array("--".utf8), Array("END--".utf8)] {
-            let encoded = try encodeFrame(payload, framer: framer)
+            let encoded = try framer.encodedFrame(payload)
             var driver = FramerDriver(framer, bufferBound: 100_000)
             driver.feed(encoded)
             #expect(driver.frames == [payload])
         }
         for payload: [UInt8] in [[0xFF], [0x00, 0xFF], [0xFF, 0xFF], [0x41, 0xFF, 0x41]] {
-            let encoded = try encodeFrame(payload, framer: binary)
+            let encoded = try binary.encodedFrame(payload)
             var driver = FramerDriver(binary, bufferBound: 100_000)
             driver.feed(encoded)
             #expect(driver.frames == [payload], "\(payload)")
         }
         // \r\n does not overlap itself: a payload ending in \r is fine.
         var driver = FramerDriver(DelimiterFramer.crlf(), bufferBound: 100_000)
-        driver.feed(try encodeFrame([0x61, 0x0D], framer: DelimiterFramer.crlf()))
+        driver.feed(try DelimiterFramer.crlf().encodedFrame([0x61, 0x0D]))
         #expect(driver.frames == [[0x61, 0x0D]])
     }
 
@@ -297,7 +298,7 @@ struct OutgoingFrameTests {
     func wrongFixedLength() {
         let framer = FixedLengthFramer(length: 4)
         for length in [0, 3, 5, 100] {
-            let error = #expect(throws: FramingError.self) { try encodeFrame([UInt8](repeating: 1, count: length), framer: framer) }
+            let error = #expect(throws: FramingError.self) { try framer.encodedFrame([UInt8](repeating: 1, count: length)) }
             if let error, case .unframeablePayload = error {} else if let error {
                 Issue.record("\(length) bytes: expected unframeablePayload, got \(error)")
             }
@@ -308,9 +309,9 @@ struct OutgoingFrameTests {
     func overMax(_ framerCase: FramerCase) throws {
         let framer = framerCase.makeFramer()
         let limit = framer.maxFrameLength
-        _ = try encodeFrame([UInt8](repeating: 0x61, count: limit), framer: framer)
+        _ = try framer.encodedFrame([UInt8](repeating: 0x61, count: limit))
         #expect(throws: FramingError.frameTooLong(length: limit + 1, limit: limit)) {
-            try encodeFrame([UInt8](repeating: 0x61, count: limit + 1), framer: framer)
+            try framer.encodedFrame([UInt8](repeating: 0x61, count: limit + 1))
         }
     }
 

@@ -4,6 +4,7 @@
 import PropertyBased
 import ReactorCore
 import ReactorFraming
+import ReactorTestSupport
 import Testing
 
 @Suite("Framer streams", .timeLimit(.minutes(1)))
@@ -40,7 +41,7 @@ struct FramerStreamTests {
         var ends: [Int] = []
         var stream: [UInt8] = []
         for payload in payloads {
-            stream += try encodeFrame(payload, framer: framer)
+            stream += try framer.encodedFrame(payload)
             ends.append(stream.count)
         }
         let near = Set(ends.flatMap { end in (end - 8)...(end + 2) }.filter { $0 > 0 && $0 < stream.count }).sorted()
@@ -92,7 +93,7 @@ struct FramerStreamTests {
             let framer = framerCase.makeFramer()
             let encoded: [UInt8]
             do throws(FramingError) {
-                encoded = try encodeFrame(payload, framer: framer)
+                encoded = try framer.encodedFrame(payload)
             } catch {
                 // Refused: only a delimiter framer refuses payloads within its length.
                 guard case .delimiter = framerCase.kind, case .unframeablePayload = error else {
@@ -107,7 +108,7 @@ struct FramerStreamTests {
             #expect(driver.error == nil)
             #expect(driver.buffered == 0)
             let next = framerCase.frameable(framerCase.trailer + [0x5A])
-            let pair = decode(encoded + (try encodeFrame(next, framer: framer)), with: framerCase)
+            let pair = decode(encoded + (try framer.encodedFrame(next)), with: framerCase)
             #expect(pair.frames == [payload, next], "encoded \(encoded)")
         }
     }
@@ -117,11 +118,11 @@ struct FramerStreamTests {
 struct FramerWireFormatTests {
     @Test func netstringBytes() throws {
         let framer = NetstringFramer()
-        #expect(try encodeFrame(Array("hello".utf8), framer: framer) == Array("5:hello,".utf8))
-        #expect(try encodeFrame([], framer: framer) == Array("0:,".utf8))
-        #expect(try encodeFrame([UInt8](repeating: 0x2C, count: 10), framer: framer) == Array("10:,,,,,,,,,,,".utf8))
+        #expect(try framer.encodedFrame(Array("hello".utf8)) == Array("5:hello,".utf8))
+        #expect(try framer.encodedFrame([]) == Array("0:,".utf8))
+        #expect(try framer.encodedFrame([UInt8](repeating: 0x2C, count: 10)) == Array("10:,,,,,,,,,,,".utf8))
         let big = [UInt8](repeating: 0x41, count: 65536)
-        #expect(try encodeFrame(big, framer: framer) == Array("65536:".utf8) + big + [0x2C])
+        #expect(try framer.encodedFrame(big) == Array("65536:".utf8) + big + [0x2C])
     }
 
     @Test(arguments: [
@@ -136,14 +137,14 @@ struct FramerWireFormatTests {
     ])
     func lengthPrefixBytes(width: LengthPrefixFramer.Width, order: LengthPrefixFramer.ByteOrder, header: [UInt8]) throws {
         let framer = LengthPrefixFramer(width: width, byteOrder: order)
-        #expect(try encodeFrame(Array("abc".utf8), framer: framer) == header + Array("abc".utf8))
+        #expect(try framer.encodedFrame(Array("abc".utf8)) == header + Array("abc".utf8))
     }
 
     @Test func lengthPrefixMultiByteLengthsKeepTheirOrder() throws {
         let payload = [UInt8](repeating: 7, count: 0x0102)
-        #expect(try encodeFrame(payload, framer: LengthPrefixFramer(width: .two)).prefix(2) == [0x01, 0x02])
-        #expect(try encodeFrame(payload, framer: LengthPrefixFramer(width: .two, byteOrder: .littleEndian)).prefix(2) == [0x02, 0x01])
-        #expect(try encodeFrame(payload, framer: LengthPrefixFramer(width: .four)).prefix(4) == [0, 0, 0x01, 0x02])
+        #expect(try (LengthPrefixFramer(width: .two)).encodedFrame(payload).prefix(2) == [0x01, 0x02])
+        #expect(try (LengthPrefixFramer(width: .two, byteOrder: .littleEndian)).encodedFrame(payload).prefix(2) == [0x02, 0x01])
+        #expect(try (LengthPrefixFramer(width: .four)).encodedFrame(payload).prefix(4) == [0, 0, 0x01, 0x02])
         // Decoding a header whose bytes differ exercises the byte order on the way in.
         var driver = FramerDriver(LengthPrefixFramer(width: .four, byteOrder: .littleEndian), bufferBound: 70_000)
         driver.feed([0x02, 0x01, 0, 0] + payload)
@@ -151,11 +152,11 @@ struct FramerWireFormatTests {
     }
 
     @Test func delimiterBytes() throws {
-        #expect(try encodeFrame(Array("hi".utf8), framer: DelimiterFramer.line()) == Array("hi\n".utf8))
-        #expect(try encodeFrame(Array("hi".utf8), framer: DelimiterFramer.crlf()) == Array("hi\r\n".utf8))
-        #expect(try encodeFrame([], framer: DelimiterFramer(delimiter: [0xFF, 0x00, 0xFF])) == [0xFF, 0x00, 0xFF])
-        #expect(try encodeFrame([1, 2], framer: FixedLengthFramer(length: 2)) == [1, 2])
-        #expect(try encodeFrame([1, 2, 3], framer: RawFramer()) == [1, 2, 3])
+        #expect(try DelimiterFramer.line().encodedFrame(Array("hi".utf8)) == Array("hi\n".utf8))
+        #expect(try DelimiterFramer.crlf().encodedFrame(Array("hi".utf8)) == Array("hi\r\n".utf8))
+        #expect(try (DelimiterFramer(delimiter: [0xFF, 0x00, 0xFF])).encodedFrame([]) == [0xFF, 0x00, 0xFF])
+        #expect(try (FixedLengthFramer(length: 2)).encodedFrame([1, 2]) == [1, 2])
+        #expect(try RawFramer().encodedFrame([1, 2, 3]) == [1, 2, 3])
     }
 
     @Test func framingNames() {

@@ -7,6 +7,7 @@
 
 import ReactorCore
 import ReactorFraming
+import ReactorTestSupport
 import Testing
 
 /// One decoder configuration for fuzzing: a framer maker and its bounds.
@@ -65,7 +66,7 @@ struct FuzzTarget: Sendable, CustomTestStringConvertible {
         for length in [0, 1, 2, 7, 30, min(framer.maxFrameLength, 300), 3, 0] {
             var payload = (0..<length).map { _ in UInt8.random(in: 0x30...0x7A, using: &random) }
             if let fixed = framer as? FixedLengthFramer { payload = [UInt8](repeating: 0x41, count: fixed.length) }
-            if let encoded = try? encodeFrame(payload, framer: framer) { stream += encoded }
+            if let encoded = try? framer.encodedFrame(payload) { stream += encoded }
         }
         return stream
     }
@@ -154,44 +155,44 @@ struct FramingFuzzTests {
 
     @Test("random and mutated input through FramedConnection", arguments: FuzzTarget.all)
     func throughAdapter(_ target: FuzzTarget) async throws {
-        let rig = try await DirectRig.start()
-        defer { rig.stop() }
-        let problems = try await rig.run { _, connection -> [String] in
-            var random = SeededRandom(seed: 0xADA &+ UInt64(target.name.utf8.count))
-            var problems: [String] = []
-            for (index, input) in fuzzInputs(for: target, count: 300, seed: 0xC0FFEE).enumerated() {
-                let recorder = Recorder()
-                let limit = target.limit
-                recorder.onFrame = { frame, _, _ in
-                    if frame.byteCount > limit { problems.append("input #\(index): a \(frame.byteCount)-byte frame over \(limit)") }
-                }
-                let framed = attach(target.make(), recorder, to: connection)
-                var offset = 0
-                let pieces = randomPieces(&random)
-                var piece = 0
-                while offset < input.count {
-                    let end = min(input.count, offset + pieces[piece % pieces.count])
-                    piece += 1
-                    feed(framed, input[offset..<end], on: connection)
-                    offset = end
-                    if framed.bufferedInputBytes >= target.bufferBound {
-                        problems.append("input #\(index): \(framed.bufferedInputBytes) bytes buffered, bound \(target.bufferBound)")
+        try await withDirectRig { rig in
+            let problems = try await rig.run { _, connection -> [String] in
+                var random = SeededRandom(seed: 0xADA &+ UInt64(target.name.utf8.count))
+                var problems: [String] = []
+                for (index, input) in fuzzInputs(for: target, count: 300, seed: 0xC0FFEE).enumerated() {
+                    let recorder = Recorder()
+                    let limit = target.limit
+                    recorder.onFrame = { frame, _, _ in
+                        if frame.byteCount > limit { problems.append("input #\(index): a \(frame.byteCount)-byte frame over \(limit)") }
                     }
+                    let framed = attach(target.make(), recorder, to: connection)
+                    var offset = 0
+                    let pieces = randomPieces(&random)
+                    var piece = 0
+                    while offset < input.count {
+                        let end = min(input.count, offset + pieces[piece % pieces.count])
+                        piece += 1
+                        feed(framed, input[offset..<end], on: connection)
+                        offset = end
+                        if framed.bufferedInputBytes >= target.bufferBound {
+                            problems.append("input #\(index): \(framed.bufferedInputBytes) bytes buffered, bound \(target.bufferBound)")
+                        }
+                    }
+                    // The same input through the driver gives the same frames and failure.
+                    var driver = FramerDriver(target.make(), bufferBound: target.bufferBound)
+                    driver.feed(input)
+                    let seen = recorder.record.value
+                    let same = target.keepsBoundaries ? seen.frames == driver.frames : seen.frames.joined().elementsEqual(driver.frames.joined())
+                    if !same || seen.errors.isEmpty != (driver.error == nil) || seen.errors.count > 1 {
+                        problems.append("input #\(index) \(input): adapter \(seen.frames.count) frames \(seen.errors), driver \(driver.frames.count) frames \(String(describing: driver.error))")
+                    }
+                    framed.closed(connection, reason: .closed)
+                    if problems.count > 5 { break }
                 }
-                // The same input through the driver gives the same frames and failure.
-                var driver = FramerDriver(target.make(), bufferBound: target.bufferBound)
-                driver.feed(input)
-                let seen = recorder.record.value
-                let same = target.keepsBoundaries ? seen.frames == driver.frames : seen.frames.joined().elementsEqual(driver.frames.joined())
-                if !same || seen.errors.isEmpty != (driver.error == nil) || seen.errors.count > 1 {
-                    problems.append("input #\(index) \(input): adapter \(seen.frames.count) frames \(seen.errors), driver \(driver.frames.count) frames \(String(describing: driver.error))")
-                }
-                framed.closed(connection, reason: .closed)
-                if problems.count > 5 { break }
+                return problems
             }
-            return problems
+            #expect(problems == [])
         }
-        #expect(problems == [])
     }
 
     @Test("huge lengths in headers never overflow", arguments: [Int.max, Int.max - 1, Int.max - 20, 1 << 62])

@@ -5,15 +5,6 @@ import ReactorServices
 import ReactorTestSupport
 import Testing
 
-/// Writes `text` to a new file in a scratch folder; returns its path.
-func temporaryFile(_ text: String, name: String = "quotes.txt") throws -> String {
-    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("reactor-services-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-    let path = folder.appendingPathComponent(name).path
-    try text.write(toFile: path, atomically: true, encoding: .utf8)
-    return path
-}
-
 @Suite("quote lists")
 struct QuoteListTests {
     @Test("a fortune file: quotes between % lines, blank lines around them dropped, CRLF line ends")

@@ -12,27 +12,28 @@ import Testing
 struct ReplyGuardTests {
     @Test("datagrams from the echo and chargen ports get no answer; the same from another port does")
     func refusesSmallServicePorts() async throws {
-        let server = try ServiceServer(makeTCP: { EchoHandler() }, makeUDP: { EchoDatagramHandler(replyGuard: $0) })
-        var refused = 0
-        for port in [7, 19] {
-            let client: UDPTestClient
-            do {
-                client = try UDPTestClient(port: port)
-            } catch {
-                print("skipping source port \(port): \(error)")
-                continue
+        try await withServiceServer(makeTCP: { EchoHandler() }, makeUDP: { EchoDatagramHandler(replyGuard: $0) }) { server in
+            var refused = 0
+            for port in [7, 19] {
+                let client: UDPTestClient
+                do {
+                    client = try UDPTestClient(port: port)
+                } catch {
+                    print("skipping source port \(port): \(error)")
+                    continue
+                }
+                try client.send(Array("loop?".utf8), to: server.udp)
+                #expect(client.receiveAll().isEmpty, "a datagram from port \(port) was answered")
+                refused += 1
             }
-            try client.send(Array("loop?".utf8), to: server.udp)
-            #expect(client.receiveAll().isEmpty, "a datagram from port \(port) was answered")
-            refused += 1
+            try #require(refused > 0, "neither port 7 nor port 19 could be bound on 127.0.0.1")
+            let other = try UDPTestClient()
+            try other.send(Array("hello".utf8), to: server.udp)
+            #expect(other.receive()?.bytes == Array("hello".utf8))
+            let counters = try await server.guardCounters()
+            #expect(counters.refusedSourcePort == refused)
+            #expect(counters.allowed == 1)
         }
-        try #require(refused > 0, "neither port 7 nor port 19 could be bound on 127.0.0.1")
-        let other = try UDPTestClient()
-        try other.send(Array("hello".utf8), to: server.udp)
-        #expect(other.receive()?.bytes == Array("hello".utf8))
-        let counters = try await server.guardCounters()
-        #expect(counters.refusedSourcePort == refused)
-        #expect(counters.allowed == 1)
     }
 
     @Test("the refused ports are the small services' and 0; a guard may be given others")
@@ -52,20 +53,21 @@ struct ReplyGuardTests {
         var options = ReplyGuardOptions()
         options.repliesPerSecond = 10
         options.burst = 5
-        let server = try ServiceServer(guardOptions: options, makeTCP: { EchoHandler() }, makeUDP: { EchoDatagramHandler(replyGuard: $0) })
-        let client = try UDPTestClient()
-        for index in 0..<20 { try client.send([UInt8(index)], to: server.udp) }
-        let first = client.receiveAll()
-        // 5, plus one per 100 ms the server took to handle the 20 (on a loaded machine).
-        #expect((5...7).contains(first.count), "\(first.count) replies to 20 datagrams with a burst of 5")
-        #expect(first.first == [0], "the first datagrams are the ones answered")
-        #expect(try await server.guardCounters().rateLimited >= 14)
+        try await withServiceServer(guardOptions: options, makeTCP: { EchoHandler() }, makeUDP: { EchoDatagramHandler(replyGuard: $0) }) { server in
+            let client = try UDPTestClient()
+            for index in 0..<20 { try client.send([UInt8(index)], to: server.udp) }
+            let first = client.receiveAll()
+            // 5, plus one per 100 ms the server took to handle the 20 (on a loaded machine).
+            #expect((5...7).contains(first.count), "\(first.count) replies to 20 datagrams with a burst of 5")
+            #expect(first.first == [0], "the first datagrams are the ones answered")
+            #expect(try await server.guardCounters().rateLimited >= 14)
 
-        // At 10 per second, 0.4 s (and the quiet wait above) refills a few tokens, never more than the burst.
-        pause(.milliseconds(400))
-        for index in 0..<20 { try client.send([UInt8(index)], to: server.udp) }
-        let second = client.receiveAll()
-        #expect((1...5).contains(second.count), "\(second.count) replies after the refill")
+            // At 10 per second, 0.4 s (and the quiet wait above) refills a few tokens, never more than the burst.
+            pause(.milliseconds(400))
+            for index in 0..<20 { try client.send([UInt8(index)], to: server.udp) }
+            let second = client.receiveAll()
+            #expect((1...5).contains(second.count), "\(second.count) replies after the refill")
+        }
     }
 
     @Test("with a clock the test drives: burst, then the rate, per source IP (not per port)")

@@ -11,64 +11,62 @@ import Testing
 let testNow = Locked<Int64>(0)
 let testClock = ServiceClock { testNow.value }
 
-/// The RFC 864 line `index` (0-based) as chargen sends it.
-func chargenLine(_ index: Int) -> [UInt8] {
-    (0..<72).map { UInt8(0x20 + (index + $0) % 95) } + [13, 10]
-}
-
 @Suite("services over TCP", .timeLimit(.minutes(1)))
 struct TCPServiceTests {
     @Test("discard: reads everything, sends nothing, closes when the peer closes")
     func discard() async throws {
-        let server = try ServiceServer(makeTCP: { DiscardHandler() }, makeUDP: nil)
-        let client = try TestClient(connectingTo: server.tcp)
-        let sent = [UInt8](repeating: 0x61, count: 1 << 20)
-        let early = try client.sendWhileReading(sent)
-        #expect(early.isEmpty)
-        client.shutdownWrite()
-        let end = client.receiveUntilEnd(timeout: .seconds(5))
-        #expect(end.bytes.isEmpty, "discard sent \(end.bytes.count) bytes")
-        #expect(end.end == .endOfFile)
+        try await withServiceServer(makeTCP: { DiscardHandler() }, makeUDP: nil) { server in
+            let client = try TestClient(connectingTo: server.tcp)
+            let sent = [UInt8](repeating: 0x61, count: 1 << 20)
+            let early = try client.sendWhileReading(sent)
+            #expect(early.isEmpty)
+            client.shutdownWrite()
+            let end = client.receiveUntilEnd(timeout: .seconds(5))
+            #expect(end.bytes.isEmpty, "discard sent \(end.bytes.count) bytes")
+            #expect(end.end == .endOfFile)
+        }
     }
 
     @Test("chargen: 72 printable characters and CRLF per line, each line one character on, around the 95-character cycle")
     func chargenStream() async throws {
-        let server = try ServiceServer(makeTCP: { ChargenHandler() }, makeUDP: nil)
-        let client = try TestClient(connectingTo: server.tcp)
-        let lineCount = 95 * 3 + 10
-        let bytes = try client.receive(count: lineCount * 74, timeout: .seconds(10))
-        for index in 0..<lineCount {
-            let line = Array(bytes[index * 74..<(index + 1) * 74])
-            guard line == chargenLine(index) else {
-                Issue.record("line \(index): \(String(decoding: line, as: UTF8.self).debugDescription)")
-                return
+        try await withServiceServer(makeTCP: { ChargenHandler() }, makeUDP: nil) { server in
+            let client = try TestClient(connectingTo: server.tcp)
+            let lineCount = 95 * 3 + 10
+            let bytes = try client.receive(count: lineCount * 74, timeout: .seconds(10))
+            for index in 0..<lineCount {
+                let line = Array(bytes[index * 74..<(index + 1) * 74])
+                guard line == chargenLine(index) else {
+                    Issue.record("line \(index): \(String(decoding: line, as: UTF8.self).debugDescription)")
+                    return
+                }
             }
+            #expect(bytes[0..<74] == bytes[95 * 74..<96 * 74], "the pattern repeats after 95 lines")
+            #expect(bytes.allSatisfy { (0x20...0x7E).contains($0) || $0 == 13 || $0 == 10 })
         }
-        #expect(bytes[0..<74] == bytes[95 * 74..<96 * 74], "the pattern repeats after 95 lines")
-        #expect(bytes.allSatisfy { (0x20...0x7E).contains($0) || $0 == 13 || $0 == 10 })
     }
 
     @Test("chargen to a peer that does not read: output queued stays under the high watermark plus one chunk; the stream resumes intact")
     func chargenBackpressure() throws {
-        let server = try ServiceServer(makeTCP: { ChargenHandler() }, makeUDP: nil)
-        let client = try TestClient(connectingTo: server.tcp, receiveBuffer: 16 * 1024)
-        // Until the server stops writing: the kernel buffers are full, the queue is over the
-        // high watermark. Polled from this thread, not with await: in a full parallel run the
-        // cooperative pool can be busy for seconds.
-        let deadline = Deadline(.seconds(10))
-        while try server.onReactorBlocking({ $0.connections.first?.isWritable ?? true }) {
-            guard !deadline.hasPassed else { throw TestFailure("chargen never stopped writing to a peer that does not read") }
-            usleep(5_000)
-        }
-        usleep(200_000)
-        let queued = try server.onReactorBlocking { $0.connections.first?.queuedOutputBytes ?? -1 }
-        let options = ConnectionOptions()
-        #expect(queued > options.writeBufferHighWatermark)
-        #expect(queued <= options.writeBufferHighWatermark + 16 * 1024, "chargen queued \(queued) bytes")
-        // Reading everything the server had buffered, and more, finds the stream intact.
-        let bytes = try client.receive(count: 2 * 1024 * 1024, timeout: .seconds(20))
-        for index in stride(from: 0, to: bytes.count / 74, by: 97) {
-            #expect(Array(bytes[index * 74..<(index + 1) * 74]) == chargenLine(index), "line \(index)")
+        try withServiceServer(makeTCP: { ChargenHandler() }, makeUDP: nil) { server in
+            let client = try TestClient(connectingTo: server.tcp, receiveBuffer: 16 * 1024)
+            // Until the server stops writing: the kernel buffers are full, the queue is over the
+            // high watermark. Polled from this thread, not with await: in a full parallel run the
+            // cooperative pool can be busy for seconds.
+            let deadline = Deadline(.seconds(10))
+            while try server.sync({ $0.connections.first?.isWritable ?? true }) {
+                guard !deadline.hasPassed else { throw TestFailure("chargen never stopped writing to a peer that does not read") }
+                usleep(5_000)
+            }
+            usleep(200_000)
+            let queued = try server.sync { $0.connections.first?.queuedOutputBytes ?? -1 }
+            let options = ConnectionOptions()
+            #expect(queued > options.writeBufferHighWatermark)
+            #expect(queued <= options.writeBufferHighWatermark + 16 * 1024, "chargen queued \(queued) bytes")
+            // Reading everything the server had buffered, and more, finds the stream intact.
+            let bytes = try client.receive(count: 2 * 1024 * 1024, timeout: .seconds(20))
+            for index in stride(from: 0, to: bytes.count / 74, by: 97) {
+                #expect(Array(bytes[index * 74..<(index + 1) * 74]) == chargenLine(index), "line \(index)")
+            }
         }
     }
 
@@ -76,16 +74,17 @@ struct TCPServiceTests {
     func quotes() async throws {
         let list = try QuoteList(["first quote", "second\nquote on two lines"])
         let cursor = ReactorBound<QuoteCursor?>(nil)
-        let server = try ServiceServer(
+        try await withServiceServer(
             makeTCP: {
                 if cursor.value == nil { cursor.value = QuoteCursor(list) }
                 return QuoteHandler(cursor: cursor.value!)
-            }, makeUDP: nil)
-        for expected in ["first quote\r\n", "second\r\nquote on two lines\r\n", "first quote\r\n"] {
-            let client = try TestClient(connectingTo: server.tcp)
-            let reply = client.receiveUntilEnd(timeout: .seconds(5))
-            #expect(reply.end == .endOfFile)
-            #expect(String(decoding: reply.bytes, as: UTF8.self) == expected)
+            }, makeUDP: nil) { server in
+            for expected in ["first quote\r\n", "second\r\nquote on two lines\r\n", "first quote\r\n"] {
+                let client = try TestClient(connectingTo: server.tcp)
+                let reply = client.receiveUntilEnd(timeout: .seconds(5))
+                #expect(reply.end == .endOfFile)
+                #expect(String(decoding: reply.bytes, as: UTF8.self) == expected)
+            }
         }
     }
 
@@ -100,27 +99,30 @@ struct TCPServiceTests {
 
     @Test("daytime: one UTC line with the year, CRLF, then close", arguments: daytimeCases)
     func daytime(seconds: Int64, expected: String) async throws {
-        let server = try ServiceServer(makeTCP: { DaytimeHandler(clock: .fixed(at: seconds)) }, makeUDP: nil)
-        let client = try TestClient(connectingTo: server.tcp)
-        let reply = client.receiveUntilEnd(timeout: .seconds(5))
-        #expect(reply.end == .endOfFile)
-        #expect(String(decoding: reply.bytes, as: UTF8.self) == expected + "\r\n")
+        try await withServiceServer(makeTCP: { DaytimeHandler(clock: .fixed(at: seconds)) }, makeUDP: nil) { server in
+            let client = try TestClient(connectingTo: server.tcp)
+            let reply = client.receiveUntilEnd(timeout: .seconds(5))
+            #expect(reply.end == .endOfFile)
+            #expect(String(decoding: reply.bytes, as: UTF8.self) == expected + "\r\n")
+        }
     }
 
     @Test("time: 4 bytes big-endian, seconds since 1900 modulo 2^32, then close", arguments: timeCases)
     func time(seconds: Int64, expected: UInt32) async throws {
-        let server = try ServiceServer(makeTCP: { TimeHandler(clock: .fixed(at: seconds)) }, makeUDP: nil)
-        let client = try TestClient(connectingTo: server.tcp)
-        let reply = client.receiveUntilEnd(timeout: .seconds(5))
-        #expect(reply.end == .endOfFile)
-        #expect(reply.bytes == withUnsafeBytes(of: expected.bigEndian) { Array($0) })
+        try await withServiceServer(makeTCP: { TimeHandler(clock: .fixed(at: seconds)) }, makeUDP: nil) { server in
+            let client = try TestClient(connectingTo: server.tcp)
+            let reply = client.receiveUntilEnd(timeout: .seconds(5))
+            #expect(reply.end == .endOfFile)
+            #expect(reply.bytes == withUnsafeBytes(of: expected.bigEndian) { Array($0) })
+        }
     }
 
     @Test("time: the system clock, read back by rdate -p over TCP")
     func rdateTCP() async throws {
-        let server = try ServiceServer(makeTCP: { TimeHandler() }, makeUDP: nil)
-        let result = try await shell("TZ=UTC rdate -p -o \(server.tcp.port) 127.0.0.1")
-        try expectRdate(result)
+        try await withServiceServer(makeTCP: { TimeHandler() }, makeUDP: nil) { server in
+            let result = try await shell("TZ=UTC rdate -p -o \(server.tcp.port) 127.0.0.1")
+            try expectRdate(result)
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 
 import ReactorCore
 import ReactorFraming
+import ReactorTestSupport
 import Testing
 
 /// One framer configuration, as a test argument.
@@ -89,7 +90,7 @@ struct FramerCase: Sendable, CustomTestStringConvertible, CustomStringConvertibl
 
     /// Whether the framer agrees to frame `payload`.
     func canFrame(_ payload: [UInt8], maxFrameLength: Int? = nil) -> Bool {
-        (try? encodeFrame(payload, framer: makeFramer(maxFrameLength: maxFrameLength))) != nil
+        (try? (makeFramer(maxFrameLength: maxFrameLength)).encodedFrame(payload)) != nil
     }
 
     /// A payload the framer accepts: `payload` cut back until the framer agrees
@@ -111,7 +112,7 @@ struct FramerCase: Sendable, CustomTestStringConvertible, CustomStringConvertibl
     func encode(_ payloads: [[UInt8]], maxFrameLength: Int? = nil) throws(FramingError) -> [UInt8] {
         let framer = makeFramer(maxFrameLength: maxFrameLength)
         var stream: [UInt8] = []
-        for payload in payloads { stream += try encodeFrame(payload, framer: framer) }
+        for payload in payloads { stream += try framer.encodedFrame(payload) }
         return stream
     }
 
@@ -153,17 +154,6 @@ struct FramerCase: Sendable, CustomTestStringConvertible, CustomStringConvertibl
 
     /// Every framer.
     static let all: [FramerCase] = framing + [raw]
-}
-
-/// One frame as the framer writes it: header, payload, trailer.
-func encodeFrame(_ payload: [UInt8], framer: any Framer) throws(FramingError) -> [UInt8] {
-    var header = [UInt8](repeating: 0, count: FramerLimits.maxHeaderLength)
-    let span = payload.span.bytes
-    let result = header.withUnsafeMutableBytes { room -> Result<Int, FramingError> in
-        do throws(FramingError) { return .success(try framer.encodeHeader(for: span, into: room)) } catch { return .failure(error) }
-    }
-    let headerLength = try result.get()
-    return Array(header[..<headerLength]) + payload + framer.trailer
 }
 
 // MARK: - The driver
@@ -304,21 +294,6 @@ func expectDecoded(
         #expect(driver.frames.allSatisfy { !$0.isEmpty && $0.count <= framerCase.maxFrameLength }, sourceLocation: sourceLocation)
     }
     #expect(driver.buffered == 0, "\(context()): \(driver.buffered) bytes left over", sourceLocation: sourceLocation)
-}
-
-// MARK: - Seeded randomness
-
-/// SplitMix64: small, fast, and the same sequence for the same seed on every run.
-struct SeededRandom: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
 }
 
 extension FramerCase {

@@ -1,5 +1,5 @@
-// Reactors on threads, the framing tests' POSIX client, and frame handlers that record
-// what they saw (the shared helpers are in ReactorTestSupport). Every wait has a
+// A server of framed connections, the framing tests' POSIX client, frame handlers that
+// record what they saw, and log capture (the shared helpers are in ReactorTestSupport). Every wait has a
 // deadline, so a bug fails a test instead of hanging the suite.
 
 import Dispatch
@@ -11,51 +11,24 @@ import ReactorFraming
 import ReactorTestSupport
 import Testing
 
-extension ReactorHandle {
-    /// Runs `work` on the reactor thread and returns its result, waiting at most `timeout`.
-    func run<T: Sendable>(timeout: Duration = .seconds(10), _ work: @escaping @Sendable (Reactor) throws -> T) async throws -> T {
-        let result = Locked<Result<T, any Error>?>(nil)
-        guard execute({ reactor in result.update { $0 = Result { try work(reactor) } } }) else {
-            throw TestFailure("the reactor has stopped")
-        }
-        try await eventually("a job on the reactor thread", timeout: timeout) { result.value != nil }
-        return try result.value!.get()
-    }
-}
 
 // MARK: - A server of framed connections
 
 /// A reactor thread with a listener whose connections are ``FramedConnection``s made by
-/// `make` (on the reactor thread). The framed connections are kept, in accept order, for
-/// jobs that drive them directly.
+/// `make` (on the reactor thread), for the length of a ``withFramingServer`` block. The
+/// framed connections are kept, in accept order, for jobs that drive them directly.
 final class FramingServer: Sendable {
-    let thread: ReactorThread
-    let address: SocketAddress
+    let server: TestServer
     /// Touch on the reactor thread only.
     let accepted: ReactorBound<[FramedConnection]>
 
-    var handle: ReactorHandle { thread.handle }
-    var port: Int { address.port }
+    var address: SocketAddress { server.address }
+    var handle: ReactorHandle { server.handle }
+    var port: Int { server.port }
 
-    private init(thread: ReactorThread, address: SocketAddress, accepted: ReactorBound<[FramedConnection]>) {
-        self.thread = thread
-        self.address = address
+    init(server: TestServer, accepted: ReactorBound<[FramedConnection]>) {
+        self.server = server
         self.accepted = accepted
-    }
-
-    static func start(
-        host: String = "127.0.0.1", connectionOptions: ConnectionOptions = .init(),
-        make: @escaping @Sendable () -> FramedConnection
-    ) throws -> FramingServer {
-        let accepted = ReactorBound<[FramedConnection]>([])
-        let (thread, address) = try ReactorThread.start(name: "framing-test") { reactor in
-            try reactor.listen(host: host, port: 0, connectionOptions: connectionOptions) { _ in
-                let framed = make()
-                accepted.value.append(framed)
-                return framed
-            }.address
-        }
-        return FramingServer(thread: thread, address: address, accepted: accepted)
     }
 
     /// Runs `body` on the reactor thread with the accepted connections.
@@ -63,7 +36,7 @@ final class FramingServer: Sendable {
         timeout: Duration = .seconds(10), _ body: @escaping @Sendable (Reactor, [FramedConnection]) throws -> T
     ) async throws -> T {
         let accepted = self.accepted
-        return try await handle.run(timeout: timeout) { reactor in try body(reactor, accepted.value) }
+        return try await server.run(timeout: timeout) { reactor in try body(reactor, accepted.value) }
     }
 
     /// Waits until `count` connections have been accepted.
@@ -74,10 +47,25 @@ final class FramingServer: Sendable {
             try await Task.sleep(for: .milliseconds(1))
         }
     }
+}
 
-    func stop(sourceLocation: SourceLocation = #_sourceLocation) {
-        thread.stopAndJoin(sourceLocation: sourceLocation)
-    }
+/// Runs `body` with a ``FramingServer`` on `host` port 0; stops and joins its reactor when
+/// `body` returns or throws.
+func withFramingServer<T>(
+    host: String = "127.0.0.1", connectionOptions: ConnectionOptions = .init(), logger: Logger = Logger(label: "reactor"),
+    make: @escaping @Sendable () -> FramedConnection,
+    sourceLocation: SourceLocation = #_sourceLocation,
+    _ body: (FramingServer) async throws -> T
+) async throws -> T {
+    let accepted = ReactorBound<[FramedConnection]>([])
+    return try await withServer(
+        host: host, connectionOptions: connectionOptions, logger: logger,
+        makeHandler: { _, _ in
+            let framed = make()
+            accepted.value.append(framed)
+            return framed
+        }, sourceLocation: sourceLocation
+    ) { server in try await body(FramingServer(server: server, accepted: accepted)) }
 }
 
 // MARK: - Recording frame handlers
@@ -170,53 +158,6 @@ struct CapturingLogHandler: LogHandler {
 
     func log(event: LogEvent) {
         lines.update { $0.append((event.level, "\(event.message)")) }
-    }
-}
-
-/// A reactor run on a thread of our own, with a logger the test can read (ReactorThread
-/// always uses the default logger).
-final class LoggedReactor: Sendable {
-    let handle: ReactorHandle
-    let lines: Locked<[(level: Logger.Level, message: String)]>
-    private let finished: DispatchSemaphore
-
-    private init(handle: ReactorHandle, lines: Locked<[(level: Logger.Level, message: String)]>, finished: DispatchSemaphore) {
-        self.handle = handle
-        self.lines = lines
-        self.finished = finished
-    }
-
-    static func start<T: Sendable>(_ setup: @escaping @Sendable (Reactor) throws -> T) throws -> (LoggedReactor, T) {
-        let lines = Locked<[(level: Logger.Level, message: String)]>([])
-        let started = Locked<Result<(ReactorHandle, T), any Error>?>(nil)
-        let ready = DispatchSemaphore(value: 0)
-        let finished = DispatchSemaphore(value: 0)
-        Thread {
-            defer { finished.signal() }
-            let logger = Logger(label: "framing-test") { _ in CapturingLogHandler(lines: lines) }
-            do {
-                let reactor = try Reactor(logger: logger)
-                let value = try setup(reactor)
-                started.update { $0 = .success((reactor.handle, value)) }
-                ready.signal()
-                try reactor.run()
-            } catch {
-                if started.value == nil {
-                    started.update { $0 = .failure(error) }
-                    ready.signal()
-                }
-            }
-        }.start()
-        guard ready.wait(timeout: .now() + .seconds(10)) == .success else { throw TestFailure("the reactor did not start") }
-        let (handle, value) = try started.value!.get()
-        return (LoggedReactor(handle: handle, lines: lines, finished: finished), value)
-    }
-
-    func stop(sourceLocation: SourceLocation = #_sourceLocation) {
-        handle.stop()
-        if finished.wait(timeout: .now() + .seconds(10)) != .success {
-            Issue.record("the reactor thread did not end within 10 s", sourceLocation: sourceLocation)
-        }
     }
 }
 

@@ -42,9 +42,9 @@ struct ServeFramingTests {
             if index % 50 == 0 { payload = [] }
             if case .fixed(let length) = framing { payload = Array(payload.prefix(length)) + [UInt8](repeating: 0x2A, count: max(0, length - payload.count)) }
             if framing == .raw, payload.isEmpty { continue }
-            stream += try encodeFrame(payload, framer: framer)
+            stream += try framer.encodedFrame(payload)
         }
-        let client = try TestClient(server.address)
+        let client = try TestClient(connectingTo: server.address, noDelay: true, defaultTimeout: .seconds(10))
         let echoed = try client.exchange(stream, expecting: stream.count)
         #expect(echoed == stream)
         client.close()
@@ -55,8 +55,8 @@ struct ServeFramingTests {
     @Test("--max-frame: a longer frame closes that connection with one log line; others go on")
     func maxFrame() async throws {
         let server = try await ServeEcho.start(["--framing", "line", "--max-frame", "10", "--log-level", "warning"])
-        let good = try TestClient(server.address)
-        let bad = try TestClient(server.address)
+        let good = try TestClient(connectingTo: server.address, noDelay: true, defaultTimeout: .seconds(10))
+        let bad = try TestClient(connectingTo: server.address, noDelay: true, defaultTimeout: .seconds(10))
         try good.send(Array("0123456789\n".utf8))
         #expect(try good.receive(count: 11) == Array("0123456789\n".utf8), "exactly the maximum is accepted")
         try bad.send(Array("01234567890\n".utf8))
