@@ -211,7 +211,7 @@ struct UDPSocketTests {
             let refused = Locked(DatagramRecord())
             try withReactor(name: "udp-client", setup: { reactor in
                 let socket = try reactor.connectUDP(to: server.address, handler: DatagramProbe(record: record, echo: false))
-                socket.send(Array("ping".utf8))
+                socket.send("ping")  // the string form, to the connected peer
                 let lonely = try reactor.connectUDP(to: closedAddress, handler: DatagramProbe(record: refused, echo: false))
                 lonely.send(Array("anyone?".utf8))
                 return socket.localAddress
