@@ -144,6 +144,33 @@ extension ReactorTests {
     }
 }
 
+/// The scoped helpers every test target uses (ReactorTestSupport) tear down what they start.
+@Suite("Scoped test reactors", .timeLimit(.minutes(1)))
+struct ScopedReactorTests {
+    @Test("withServer stops its reactor and closes its listener when the body throws")
+    func withServerTearsDownOnThrow() throws {
+        let seen = Locked<(handle: ReactorHandle, address: SocketAddress)?>(nil)
+        #expect(throws: TestFailure.self) {
+            try withEchoServer { server in
+                seen.set((server.handle, server.address))
+                throw TestFailure("the body failed")
+            }
+        }
+        let (handle, address) = try #require(seen.value)
+        #expect(handle.execute { _ in } == false, "the reactor still runs after the block threw")
+        #expect((try? TestClient(connectingTo: address, timeout: .seconds(1))) == nil, "the listener still accepts")
+    }
+
+    @Test("withReactor tears down once, even when the body stopped the reactor itself")
+    func withReactorStopsOnce() async throws {
+        let handle = try await withReactor { reactor in
+            reactor.stop()
+            return reactor.handle
+        }
+        #expect(handle.execute { _ in } == false)
+    }
+}
+
 @Suite("Reactor handle", .timeLimit(.minutes(1)))
 struct ReactorHandleTests {
     @Test("execute from 4 threads x 10_000 jobs (1_000 under TSan): none lost, each thread's order kept")

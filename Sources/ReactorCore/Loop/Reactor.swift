@@ -48,7 +48,8 @@ public final class Reactor {
     /// total falls to half the budget or its own queue empties. Peers that never read
     /// their replies cannot push memory past it by more than one read's output each.
     public let outputBudget: Int
-    /// Bytes queued in all connections' output queues.
+    /// Bytes queued in all connections' output queues: with ``throttledConnectionCount``,
+    /// the output budget's gauge for operators (docs/operations.md).
     @exclusivity(unchecked) public internal(set) var queuedOutputBytes = 0
     /// Connections throttled by the output budget, in the order they were throttled.
     @exclusivity(unchecked) var throttledConnections: [Connection] = []
