@@ -5,6 +5,7 @@
 import Foundation
 import Glibc
 import ReactorCore
+import ReactorTestSupport
 import Testing
 
 /// Carries a reactor's object to a thread that must not use it, for the tests that prove
@@ -54,25 +55,25 @@ struct ThreadConfinementTests {
 
     @Test("the same calls made through the handle, from several threads at once, run on the loop thread")
     func handleWorksFromOtherThreads() async throws {
-        let (thread, loopThread) = try ReactorThread.start { _ in UInt(pthread_self()) }
-        defer { thread.stop() }
-        let ran = try await withThrowingTaskGroup(of: (UInt, Bool).self) { group in
-            for _ in 0..<8 {
-                group.addTask {
-                    try await thread.handle.submit { reactor in
-                        let timer = reactor.schedule(after: .seconds(60)) { _ in }
-                        timer.cancel()
-                        let listener = try reactor.listen(host: "127.0.0.1", port: 0) { _ in Silent() }
-                        listener.close()
-                        return (UInt(pthread_self()), !timer.isScheduled && !listener.isListening)
+        try await withReactor(setup: { _ in UInt(pthread_self()) }) { thread, loopThread in
+            let ran = try await withThrowingTaskGroup(of: (UInt, Bool).self) { group in
+                for _ in 0..<8 {
+                    group.addTask {
+                        try await thread.handle.submit { reactor in
+                            let timer = reactor.schedule(after: .seconds(60)) { _ in }
+                            timer.cancel()
+                            let listener = try reactor.listen(host: "127.0.0.1", port: 0) { _ in Silent() }
+                            listener.close()
+                            return (UInt(pthread_self()), !timer.isScheduled && !listener.isListening)
+                        }
                     }
                 }
+                return try await group.reduce(into: []) { $0.append($1) }
             }
-            return try await group.reduce(into: []) { $0.append($1) }
+            #expect(ran.count == 8)
+            #expect(ran.allSatisfy { $0.0 == loopThread && $0.1 })
+            #expect(loopThread != UInt(pthread_self()))
         }
-        #expect(ran.count == 8)
-        #expect(ran.allSatisfy { $0.0 == loopThread && $0.1 })
-        #expect(loopThread != UInt(pthread_self()))
     }
 
     @Test("before run() and after it returns, another thread may set up and inspect the reactor")
