@@ -9,11 +9,13 @@ MEASURED is a JSON object {"metrics": {NAME: VALUE, ...}, "commit": ..., "date":
 BUDGETS (default: budgets.json next to this file) holds the tolerance in percent, the
 budget of each metric (its name says its unit) and where the budgets were measured.
 `update` replaces every budget with the measured figures, adding new metrics and dropping
-ones no longer measured: the diff of budgets.json is what a reviewer checks. A metric is over budget when it exceeds
-budget x (1 + tolerance / 100); with a budget of 0 that is any value above 0, so one
-allocation per request where there were none fails whatever the tolerance. A metric in
-BUDGETS that the measurement lacks fails too: a check that silently measured less would
-pass forever.
+ones no longer measured: the diff of budgets.json is what a reviewer checks.
+
+A metric is over budget when it exceeds budget x (1 + tolerance / 100); with a budget of 0
+that is any value above 0, so one allocation per request where there were none fails
+whatever the tolerance. A metric in BUDGETS that the measurement lacks fails too (a check
+that silently measured less would pass forever), and so does a measured metric without a
+budget (it would be guarded by nothing).
 """
 import json
 import os
@@ -57,7 +59,8 @@ def compare(measured, budgets):
         print(f"| {name} | {fmt(value)} | {fmt(budget)} | {delta_pct(value, budget)} | {verdict} |")
     for name in measured["metrics"]:
         if name not in budgets["metrics"]:
-            print(f"| {name} | {fmt(measured['metrics'][name])} | none | | not in budgets.json |")
+            failed.append(name)
+            print(f"| {name} | {fmt(measured['metrics'][name])} | none | | FAIL: no budget (make budgets-update) |")
     return failed
 
 

@@ -2,7 +2,8 @@
 # selftest.sh: shows that the budget comparison (budgets.py) can fail. Against a budget of
 # 1000 with the 3% tolerance, 1040 must fail and 1020 pass; against a budget of 0, one
 # allocation in a thousand requests must fail and none pass; a metric the measurement
-# lacks must fail; `update` must take the measured figures.
+# lacks must fail, and so must one without a budget; `update` must take the measured
+# figures.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 WORK=$(mktemp -d /tmp/budgets-selftest.XXXXXX)
@@ -40,6 +41,17 @@ expect pass 500 0      # under budget passes (and says to update)
 expect fail 1000 0.001 # a budget of 0: any allocation fails
 expect fail 1000 -     # a metric not measured fails
 expect fail - 0
+
+python3 - >"$WORK/measured.json" <<'PY'
+import json
+print(json.dumps({"metrics": {"instructions": 1000.0, "allocations": 0.0, "unbudgeted": 1.0}}))
+PY
+if python3 "$HERE/budgets.py" check "$WORK/measured.json" "$WORK/budgets.json" >"$WORK/out" 2>&1; then
+    echo "WRONG: a measured metric without a budget passed"
+    failures=$((failures + 1))
+else
+    echo "ok: a measured metric without a budget fails"
+fi
 
 python3 - >"$WORK/measured.json" <<'PY'
 import json
