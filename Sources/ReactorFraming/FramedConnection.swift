@@ -58,7 +58,7 @@ public final class FramedConnection: ConnectionHandler {
 
     @exclusivity(unchecked) private var input = ByteQueue()
     @exclusivity(unchecked) private var hasFailed = false
-    @exclusivity(unchecked) private var resumeScheduled = false
+    private var resumeScheduled = false
     @exclusivity(unchecked) private var missingBytes = 1
     /// The connection while frames are being delivered, borrowed without a retain per
     /// reply: delivery holds a strong reference for its whole duration.

@@ -74,29 +74,31 @@ struct LoopEvents: ~Copyable {
         case signal(Int32)
     }
 
+    // Ten bytes in the owner (a connection has one of these): the allocation, how many
+    // events it holds, which are armed.
     private let storage: UnsafeMutableRawPointer
-    private let stride: Int
-    private let count: Int
+    private let count: UInt8
     private var armed: UInt8 = 0
 
-    private static let eventSize = Int(event_get_struct_event_size())
+    /// Where each event of an allocation starts: libevent's `struct event` size, rounded
+    /// up to 16 bytes.
+    private static let stride = (Int(event_get_struct_event_size()) + 15) & ~15
 
     /// Room for `count` events (at most 8), none assigned yet.
     init(count: Int) {
         precondition(count > 0 && count <= 8, "LoopEvents holds 1 to 8 events")
-        self.count = count
-        stride = (LoopEvents.eventSize + 15) & ~15
-        storage = .allocate(byteCount: count * stride, alignment: 16)
+        self.count = UInt8(count)
+        storage = .allocate(byteCount: count * LoopEvents.stride, alignment: 16)
     }
 
     deinit {
-        for index in 0..<count where armed & (1 << index) != 0 { event_del(event(index)) }
+        for index in 0..<Int(count) where armed & (1 << index) != 0 { event_del(event(index)) }
         storage.deallocate()
     }
 
     @inline(__always)
     private func event(_ index: Int) -> OpaquePointer {
-        OpaquePointer(storage + index &* stride)
+        OpaquePointer(storage + index &* LoopEvents.stride)
     }
 
     /// Sets up event `index` on `base` to call `callback` with `owner` (unretained) as its context.
@@ -143,7 +145,7 @@ struct LoopEvents: ~Copyable {
 
     /// Disarms every event, before the base goes.
     mutating func disarmAll() {
-        for index in 0..<count { disarm(index) }
+        for index in 0..<Int(count) { disarm(index) }
     }
 
     /// Makes the event fire on this loop pass, as if its condition had happened.
