@@ -6,7 +6,7 @@ SWIFT ?= swift
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 REACTOR := .build/release/reactor
 
-.PHONY: all deps build release test demo bench bench-echo bench-framing bench-udp bench-micro fuzz fuzz-ci test-asan test-tsan soak soak-ci valgrind budgets budgets-check budgets-update budgets-selftest clean
+.PHONY: all deps servers build release test demo bench bench-echo bench-framing bench-udp bench-micro fuzz fuzz-ci test-asan test-tsan soak soak-ci valgrind budgets budgets-check budgets-update budgets-selftest clean
 
 all: build
 
@@ -33,8 +33,25 @@ tools:
 		$(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq socat rdate; \
 	fi
 
+# The bench tests load real servers nobody here wrote: Debian's redis-server, redis-tools
+# (redis-benchmark), memcached, nginx-light and wrk, installed with apt-get when missing.
+# A policy-rc.d that refuses keeps the packages from starting their system services (on
+# ports 80, 6379, 11211): the tests start their own on free ports.
+SERVER_PACKAGES := redis-server redis-tools memcached nginx-light wrk
+servers:
+	@if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/null || \
+		! command -v memcached >/dev/null || ! command -v nginx >/dev/null || ! command -v wrk >/dev/null; then \
+		echo "redis, memcached, nginx or wrk not found: installing $(SERVER_PACKAGES) with apt-get"; \
+		policy=; if [ ! -e /usr/sbin/policy-rc.d ]; then \
+			printf '#!/bin/sh\nexit 101\n' | $(SUDO) tee /usr/sbin/policy-rc.d >/dev/null && \
+			$(SUDO) chmod +x /usr/sbin/policy-rc.d && policy=1; fi; \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SERVER_PACKAGES); status=$$?; \
+		if [ -n "$$policy" ]; then $(SUDO) rm -f /usr/sbin/policy-rc.d; fi; exit $$status; \
+	fi
+
 # The framing interop tests run Twisted clients: pip's twisted, installed when missing.
-test: deps tools
+test: deps tools servers
 	@python3 -c "import twisted" 2>/dev/null || python3 -m pip install --quiet twisted
 	$(SWIFT) build --build-tests
 	$(SWIFT) test
@@ -43,13 +60,13 @@ test: deps tools
 # in its own build folder; the `reactor` the tests spawn is built with the same sanitizer.
 # The suppression files say what they hide and why. Under TSan the tests run one at a time:
 # everything is 5-15x slower, and tests that wait on sockets starve each other otherwise.
-test-asan: deps
+test-asan: deps tools servers
 	@python3 -c "import twisted" 2>/dev/null || python3 -m pip install --quiet twisted
 	$(SWIFT) build --build-tests --sanitize=address --scratch-path .build-asan
 	LSAN_OPTIONS=suppressions=$(CURDIR)/.lsan-suppressions \
 		$(SWIFT) test --skip-build --sanitize=address --scratch-path .build-asan
 
-test-tsan: deps
+test-tsan: deps tools servers
 	@python3 -c "import twisted" 2>/dev/null || python3 -m pip install --quiet twisted
 	$(SWIFT) build --build-tests --sanitize=thread --scratch-path .build-tsan
 	TSAN_OPTIONS="suppressions=$(CURDIR)/.tsan-suppressions halt_on_error=1" \

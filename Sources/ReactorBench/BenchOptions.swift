@@ -18,8 +18,53 @@ public struct BenchOptions: Sendable, Equatable {
     public var host: String = "127.0.0.1"
     /// The server's port (TCP, or UDP for ``BenchProtocol/udp``).
     public var port: Int = 7007
-    /// How requests are framed (and whether over TCP or UDP).
+    /// The protocol spoken (and, for the echo protocols, whether over TCP or UDP).
     public var `protocol`: BenchProtocol = .raw
+    /// A protocol of your own: when set, used instead of ``protocol``.
+    public var codec: BenchCodecFactory? = nil
+    /// `custom`: TCP or UDP.
+    public var transport: Transport = .tcp
+
+    /// The transports `custom` runs over.
+    public enum Transport: String, Sendable, CaseIterable {
+        case tcp, udp
+    }
+
+    /// A Redis or memcached command template and its share of the mix.
+    public struct Command: Sendable, Equatable {
+        /// Words split on spaces, then variables substituted (see docs/bench.md).
+        public var text: String
+        /// Relative frequency in the mix.
+        public var weight: Int
+
+        public init(_ text: String, weight: Int = 1) {
+            self.text = text
+            self.weight = weight
+        }
+    }
+
+    /// `redis` and `memcached`: the commands, mixed by weight (`redis` with none: `PING`).
+    public var commands: [Command] = []
+    /// `{key}` is drawn from 0 ..< keyspace.
+    public var keyspace: Int = 100_000
+    /// How `{key}` is drawn.
+    public var keyDistribution: KeyDistribution = .uniform
+    /// `http`: paths, used round-robin.
+    public var paths: [String] = ["/"]
+    /// `http`: the method.
+    public var method: String = "GET"
+    /// `http`: extra header lines, `Name: value`.
+    public var headers: [String] = []
+    /// `http`: a body template (sent with its Content-Length).
+    public var body: String? = nil
+    /// `custom`: request templates, used round-robin.
+    public var requests: [String] = []
+    /// `custom`: the framing of requests and responses (`line`, `crlf`, `int8` ... `int64`,
+    /// `netstring`, `fixed:N`, `delimiter:TEXT`); over UDP none.
+    public var responseFraming: String? = nil
+    /// `custom`: what a response's payload must be (`echo`, `any`, `exact:TEXT`,
+    /// `prefix:TEXT`, `regex:RE`).
+    public var expect: String = "echo"
     /// What each client does in a loop.
     public var mode: Mode = .requests
     /// Connections (UDP: sockets) in total, spread over the threads.
@@ -56,6 +101,19 @@ public struct BenchOptions: Sendable, Equatable {
     /// a grace period for connections to close.
     public var hardDeadline: Duration { warmup + duration + .seconds(3) }
 
+    /// True when requests go over TCP connections (false: UDP datagrams).
+    public var isStream: Bool {
+        if let codec { return codec.isStream }
+        switch self.protocol {
+        case .udp: return false
+        case .custom: return transport == .tcp
+        default: return true
+        }
+    }
+
+    /// The protocol's name in the summary and the JSON.
+    public var protocolName: String { codec?.name ?? self.protocol.rawValue }
+
     /// Checks the options together; the message says what to change.
     public func validate() throws(BenchError) {
         func fail(_ message: String) -> BenchError { BenchError(message) }
@@ -63,8 +121,10 @@ public struct BenchOptions: Sendable, Equatable {
         guard connections > 0 else { throw fail("--connections must be positive") }
         guard depth > 0 else { throw fail("--depth must be positive") }
         guard threads > 0, threads <= connections else { throw fail("--threads must be from 1 to --connections (\(connections))") }
-        guard size >= `protocol`.minimumSize else {
-            throw fail("--size must be at least \(`protocol`.minimumSize) for \(`protocol`)")
+        if codec == nil {
+            guard size >= `protocol`.minimumSize else {
+                throw fail("--size must be at least \(`protocol`.minimumSize) for \(`protocol`)")
+            }
         }
         guard size <= 60_000 else { throw fail("--size must be at most 60000 bytes") }
         if let rate { guard rate > 0, rate.isFinite else { throw fail("--rate must be positive") } }
@@ -72,8 +132,13 @@ public struct BenchOptions: Sendable, Equatable {
         guard warmup >= .zero else { throw fail("--warmup cannot be negative") }
         guard connectTimeout > .zero, requestTimeout > .zero else { throw fail("timeouts must be positive") }
         if mode != .requests {
-            guard `protocol`.isStream else { throw fail("--mode \(mode) needs a TCP protocol, not udp") }
+            guard isStream else { throw fail("--mode \(mode) needs a TCP protocol, not udp") }
             guard rate == nil else { throw fail("--rate applies to --mode requests only") }
+        }
+        guard keyspace > 0, keyspace <= 1 << 40 else { throw fail("--keyspace must be from 1 to 2^40") }
+        if transport == .udp, codec == nil, `protocol` != .custom { throw fail("--transport udp applies to --protocol custom (use --protocol udp for UDP echo)") }
+        if codec == nil, !`protocol`.isEcho || `protocol` == .udp {
+            _ = try CodecSpec(self)
         }
     }
 }

@@ -1,11 +1,11 @@
 import ReactorFraming
 
-/// How `reactor bench` frames requests and recognises responses.
+/// The protocols `reactor bench` speaks; each is a ``BenchCodec``.
 ///
-/// Every protocol is request/response: one request in, one response out, and the
-/// response must equal the request byte for byte (the targets are echo servers of the
-/// given framing). Requests carry varying content, so a server that answers with the
-/// wrong request's bytes, or out of order, is caught.
+/// The echo protocols (`raw` ... `udp`) expect every response to equal its request byte
+/// for byte (the targets are echo servers of that framing). `redis`, `memcached` and
+/// `http` speak those protocols to real servers; `custom` sends templates with a framing
+/// and a match of your choice (``CustomCodec``).
 public enum BenchProtocol: String, Sendable, CaseIterable, CustomStringConvertible {
     /// Fixed-size requests of `size` bytes; a response is the next `size` bytes.
     case raw
@@ -19,30 +19,43 @@ public enum BenchProtocol: String, Sendable, CaseIterable, CustomStringConvertib
     case netstring
     /// One datagram of `size` bytes per request, one datagram back.
     case udp
+    /// RESP2 commands from ``BenchOptions/commands`` (``RedisCodec``).
+    case redis
+    /// memcached's text protocol, commands from ``BenchOptions/commands`` (``MemcachedCodec``).
+    case memcached
+    /// HTTP/1.1 with keep-alive (``HTTPCodec``).
+    case http
+    /// ``BenchOptions/custom``: a template, a framing and a match (``CustomCodec``).
+    case custom
 
     public var description: String { rawValue }
 
-    /// True for the stream protocols, which run over TCP connections.
-    public var isStream: Bool { self != .udp }
+    /// True for the echo protocols, whose responses repeat their requests.
+    public var isEcho: Bool {
+        switch self {
+        case .raw, .line, .crlf, .int32, .netstring, .udp: true
+        case .redis, .memcached, .http, .custom: false
+        }
+    }
 
-    /// The framer that cuts responses out of the stream; nil for UDP.
-    func responseFramer(size: Int) -> (any Framer)? {
+    /// The framer that cuts an echo protocol's responses out of the stream.
+    func echoResponseFramer(size: Int) -> any Framer {
         switch self {
         case .raw: FixedLengthFramer(length: size)
         case .line: DelimiterFramer.line(maxFrameLength: Swift.max(size, 1) * 2)
         case .crlf: DelimiterFramer.crlf(maxFrameLength: Swift.max(size, 1) * 2)
         case .int32: LengthPrefixFramer(width: .four, maxFrameLength: Swift.max(size, 1) * 2)
         case .netstring: NetstringFramer(maxFrameLength: Swift.max(size, 1) * 2)
-        case .udp: nil
+        default: RawFramer()
         }
     }
 
-    /// The framer that encodes requests (its header and trailer around the payload); nil
-    /// when requests are sent as they are.
-    var requestFramer: (any Framer)? {
+    /// The framer that encodes an echo protocol's requests (its header and trailer around
+    /// the payload); nil when requests are sent as they are.
+    var echoRequestFramer: (any Framer)? {
         switch self {
-        case .raw, .udp: nil
-        default: responseFramer(size: FramerLimits.defaultMaxFrameLength)
+        case .line, .crlf, .int32, .netstring: echoResponseFramer(size: FramerLimits.defaultMaxFrameLength)
+        default: nil
         }
     }
 

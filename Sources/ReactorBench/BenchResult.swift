@@ -6,6 +6,8 @@ public struct BenchResult: Sendable {
     public var target: String
     /// See ``BenchOptions/protocol``.
     public var `protocol`: BenchProtocol
+    /// The protocol's name: ``protocol``, or a ``BenchOptions/codec``'s name.
+    public var protocolName: String
     /// See ``BenchOptions/mode``.
     public var mode: BenchOptions.Mode
     /// See ``BenchOptions/connections``.
@@ -22,7 +24,7 @@ public struct BenchResult: Sendable {
     public var durationSeconds: Double
     /// The warmup in seconds.
     public var warmupSeconds: Double
-    /// Responses verified in the measured window.
+    /// Responses that passed their checks in the measured window.
     public var requests: Int
     /// Requests sent in the measured window (some may still be in flight at its end).
     public var sent: Int
@@ -33,11 +35,20 @@ public struct BenchResult: Sendable {
     public var answeredAfterEnd: Int
     /// Errors in the measured window, by kind.
     public var errors: ErrorCounts
+    /// Lookups that found their key (Redis GET, memcached get), in the measured window.
+    public var hits = 0
+    /// Lookups that did not (not errors).
+    public var misses = 0
+    /// Connections the server ended with nothing in flight (keep-alive, `Connection:
+    /// close`), reopened; not errors.
+    public var reconnects = 0
+    /// HTTP responses by status code, in the measured window (errors included).
+    public var statusCodes: [Int: Int] = [:]
     /// Errors during the warmup (not in `errors`).
     public var warmupErrors: ErrorCounts
     /// Responses per second over the measured window.
     public var rps: Double
-    /// Response bytes per second on the wire (headers and trailers included).
+    /// Bytes received per second in the measured window (headers and trailers included).
     public var bytesPerSecond: Double
     /// Latency from the intended send time.
     public var latency: LatencySummary
@@ -53,6 +64,9 @@ public struct BenchResult: Sendable {
     public var serverPeakRSSKiB: Int?
     /// Idle mode: connections open at the end.
     public var idleConnections: Int?
+    /// Idle mode: true when every connection was held to the end with no error; the
+    /// memory figure is given only then.
+    public var idleHeldAll: Bool?
     /// Idle mode: the server's resident memory growth per connection in bytes (with a
     /// server pid).
     public var serverRSSPerConnectionBytes: Double?
@@ -78,7 +92,7 @@ public struct BenchResult: Sendable {
              ("p9999", summary.p9999), ("max", summary.max)]
         }
         return [
-            ("target", target), ("protocol", self.protocol.rawValue), ("connections", connections), ("depth", depth),
+            ("target", target), ("protocol", protocolName), ("connections", connections), ("depth", depth),
             ("size", size), ("rate", rate), ("duration_s", durationSeconds), ("warmup_s", warmupSeconds),
             ("requests", requests), ("errors", errors.total), ("rps", rps.rounded(toPlaces: 1)),
             ("bytes_per_s", bytesPerSecond.rounded()),
@@ -89,6 +103,8 @@ public struct BenchResult: Sendable {
             ("answered_after_end", answeredAfterEnd),
             ("rate_achieved", rps.rounded(toPlaces: 1)),
             ("error_kinds", errors.all.map { ($0.name, $0.count) as (String, Any?) }),
+            ("status_codes", statusCodes.keys.sorted().map { (String($0), statusCodes[$0]!) as (String, Any?) }),
+            ("hits", hits), ("misses", misses), ("reconnects", reconnects),
             ("warmup_errors", warmupErrors.total),
             ("client_cpu_share", clientCPUShare.rounded(toPlaces: 3)), ("client_cpus", clientCPUs),
             ("server_cpu_us_per_request", serverCPUPerRequestMicroseconds.map { $0.rounded(toPlaces: 3) }),

@@ -15,6 +15,7 @@ public enum BenchRunner {
         _ options: BenchOptions, progress: ((ProgressSnapshot) -> Void)? = nil
     ) throws(BenchError) -> BenchResult {
         try options.validate()
+        let spec = try CodecSpec(options)
         let address: SocketAddress
         do {
             address = try SocketAddress.resolve(host: options.host, port: options.port)[0]
@@ -26,10 +27,10 @@ public enum BenchRunner {
         let results = Mutex<[WorkerResult]>([])
         let done = DispatchSemaphore(value: 0)
         var threads: [(ReactorThread, WorkerProgress)] = []
-        // Each worker is kept until its thread has ended: clients refer to it without
-        // counting, up to the last callback of the reactor's teardown.
-        var keepAlive: [WorkerHolder] = []
-        defer { withExtendedLifetime(keepAlive) {} }
+        // Workers and their clients refer to each other; once a worker's thread has ended
+        // (no callback can reach a client any more) its clients are let go.
+        var workers: [WorkerHolder] = []
+        defer { for holder in workers { holder.worker.releaseClients() } }
         var logger = Logger(label: "reactor-bench")
         logger.logLevel = .critical
         for thread in 0..<options.threads {
@@ -38,7 +39,7 @@ public enum BenchRunner {
             do {
                 let (reactorThread, holder) = try ReactorThread.start(name: "bench-\(thread)", logger: logger) { reactor in
                     let worker = BenchWorker(
-                        reactor: reactor, options: options, address: address, schedule: schedule, progress: progressBox
+                        reactor: reactor, options: options, spec: spec, address: address, schedule: schedule, progress: progressBox
                     ) { result in
                         results.withLock { $0.append(result) }
                         done.signal()
@@ -47,7 +48,7 @@ public enum BenchRunner {
                     return WorkerHolder(worker)
                 }
                 threads.append((reactorThread, progressBox))
-                keepAlive.append(holder)
+                workers.append(holder)
             } catch {
                 for (started, _) in threads { started.stop() }
                 throw BenchError("cannot start a reactor thread: \(error)")
@@ -87,11 +88,15 @@ public enum BenchRunner {
             merged.warmupErrors.add(result.warmupErrors)
             merged.latency.add(result.latency)
             merged.openConnections += result.openConnections
+            merged.hits += result.hits
+            merged.misses += result.misses
+            merged.reconnects += result.reconnects
+            merged.statusCodes.merge(result.statusCodes, uniquingKeysWith: +)
         }
         let seconds = options.duration.seconds
         let corrected = LatencySummary(merged.latency.corrected)
         var result = BenchResult(
-            target: "\(options.host):\(options.port)", protocol: options.protocol, mode: options.mode,
+            target: "\(options.host):\(options.port)", protocol: options.protocol, protocolName: options.protocolName, mode: options.mode,
             connections: options.connections, depth: options.depth, size: options.size, rate: options.rate,
             threads: options.threads, durationSeconds: seconds, warmupSeconds: options.warmup.seconds,
             requests: merged.requests, sent: merged.sent, inFlightAtEnd: merged.inFlightAtEnd,
@@ -103,16 +108,24 @@ public enum BenchRunner {
             clientCPUSeconds: clientCPU, clientCPUs: ProcessStats.allowedCPUCount(),
             serverCPUSeconds: serverCPUStart.flatMap { start in serverCPUEnd.map { $0 - start } },
             serverPeakRSSKiB: peakRSS)
+        result.hits = merged.hits
+        result.misses = merged.misses
+        result.reconnects = merged.reconnects
+        result.statusCodes = merged.statusCodes
         if options.mode == .idle {
             result.idleConnections = merged.openConnections
-            if let rssBefore, let rssAtEnd, merged.openConnections > 0 {
+            // Memory per connection means something only when every connection was held:
+            // with some failed, the growth is spread over the wrong count.
+            let heldAll = merged.openConnections == options.connections && merged.errors.total == 0 && merged.warmupErrors.total == 0
+            result.idleHeldAll = heldAll
+            if heldAll, let rssBefore, let rssAtEnd {
                 result.serverRSSPerConnectionBytes = Double(rssAtEnd - rssBefore) * 1024 / Double(merged.openConnections)
             }
         }
         return result
     }
 
-    /// Carries a worker out of its thread only to keep it alive; never used there.
+    /// Carries a worker out of its thread, to let its clients go once the thread has ended.
     private final class WorkerHolder: @unchecked Sendable {
         let worker: BenchWorker
         init(_ worker: BenchWorker) { self.worker = worker }

@@ -9,15 +9,22 @@ public enum BenchSummary {
         let shape = "\(result.connections) connection(s) x \(result.depth) in flight x \(result.size) B"
         var loop = result.rate.map { ", open loop at \(number($0)) req/s" } ?? ", closed loop"
         if result.mode != .requests { loop = "" }
-        lines.append("\(result.target) \(result.protocol) \(result.mode.rawValue), \(shape)\(loop), \(result.threads) thread(s)")
+        lines.append("\(result.target) \(result.protocolName) \(result.mode.rawValue), \(shape)\(loop), \(result.threads) thread(s)")
         lines.append("  \(fixed(result.durationSeconds, 1)) s measured after \(fixed(result.warmupSeconds, 1)) s warmup")
         switch result.mode {
         case .churn:
             lines.append("  connections/s: \(number(result.rps))   (\(result.requests) connect + request + close)")
         case .idle:
-            lines.append("  idle connections held: \(result.idleConnections ?? 0)")
-            if let perConnection = result.serverRSSPerConnectionBytes {
-                lines.append("  server memory per connection: \(number(perConnection)) bytes (VmRSS growth)")
+            let held = result.idleConnections ?? 0
+            if result.idleHeldAll == false {
+                let failed = result.errors.total + result.warmupErrors.total
+                lines.append("  idle connections held: \(held) of \(result.connections); \(failed) error(s): not every connection was held")
+                lines.append("  server memory per connection: not given (the connections did not all stay open)")
+            } else {
+                lines.append("  idle connections held: \(held) of \(result.connections)")
+                if let perConnection = result.serverRSSPerConnectionBytes {
+                    lines.append("  server memory per connection: \(number(perConnection)) bytes (VmRSS growth)")
+                }
             }
         case .requests:
             var rate = "  requests/s: \(number(result.rps))"
@@ -36,6 +43,16 @@ public enum BenchSummary {
         }
         if let peak = result.serverPeakRSSKiB { cpu += "   server peak RSS: \(peak) KiB" }
         lines.append(cpu)
+        if result.hits + result.misses > 0 {
+            let share = Double(result.hits) / Double(result.hits + result.misses) * 100
+            lines.append("  hits: \(result.hits)   misses: \(result.misses)   (\(fixed(share, 1)) % hits)")
+        }
+        if !result.statusCodes.isEmpty {
+            lines.append("  status codes: " + result.statusCodes.keys.sorted().map { "\($0) \(result.statusCodes[$0]!)" }.joined(separator: ", "))
+        }
+        if result.reconnects > 0 {
+            lines.append("  reconnects: \(result.reconnects) (the server ended keep-alive connections with nothing in flight; not errors)")
+        }
         let kinds = result.errors.nonZero.map { "\($0.name) \($0.count)" }.joined(separator: ", ")
         lines.append("  errors: \(result.errors.total)" + (kinds.isEmpty ? "" : " (\(kinds))")
             + (result.warmupErrors.total > 0 ? "; \(result.warmupErrors.total) more during warmup" : ""))

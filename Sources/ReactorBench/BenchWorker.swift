@@ -19,24 +19,28 @@ final class BenchWorker {
     private let measureStart: UInt64
     private let end: UInt64
 
-    // Confined to the reactor thread and touched per request: no dynamic exclusivity checks.
-
     /// The time of the event being handled: taken once per read or timer tick and shared
     /// by every response in it.
-    @exclusivity(unchecked) var now: UInt64 = 0
+    var now: UInt64 = 0
     private(set) var isFinished = false
 
-    @exclusivity(unchecked) private(set) var latency: LatencyRecorder
-    @exclusivity(unchecked) private(set) var requests = 0
-    @exclusivity(unchecked) private(set) var sent = 0
-    @exclusivity(unchecked) private(set) var responseBytes = 0
-    /// Every verified response, warmup included: the progress line's rate.
-    @exclusivity(unchecked) private var responses = 0
+    private(set) var latency: LatencyRecorder
+    private(set) var requests = 0
+    private(set) var sent = 0
+    private(set) var responseBytes = 0
+    /// Every passed response, warmup included: the progress line's rate.
+    private var responses = 0
     /// Responses to measured requests that arrived after the end of the window but
     /// before the clients stopped: neither counted nor lost.
     private(set) var answeredAfterEnd = 0
     private(set) var errors = ErrorCounts()
     private(set) var warmupErrors = ErrorCounts()
+    private var hits = 0
+    private var misses = 0
+    private var reconnects = 0
+    /// Responses by HTTP status code, in the measured window.
+    private var statusCodes = [Int](repeating: 0, count: 600)
+    private let spec: CodecSpec
 
     private var clients: [any BenchClient] = []
     private var timers: [ReactorTimer] = []
@@ -45,10 +49,11 @@ final class BenchWorker {
     /// A worker on `reactor`; `finished` receives its figures, on the reactor's thread,
     /// when the measured window ends.
     init(
-        reactor: Reactor, options: BenchOptions, address: SocketAddress, schedule: RunSchedule,
+        reactor: Reactor, options: BenchOptions, spec: CodecSpec, address: SocketAddress, schedule: RunSchedule,
         progress: WorkerProgress, finished: @escaping @Sendable (WorkerResult) -> Void
     ) {
         self.reactor = reactor
+        self.spec = spec
         self.options = options
         self.address = address
         self.schedule = schedule
@@ -67,12 +72,21 @@ final class BenchWorker {
     func start(clientIndices: Range<Int>) {
         for index in clientIndices {
             let seed = options.seed &* 0x1000_0001 &+ UInt64(index)
-            let client: any BenchClient =
-                options.protocol.isStream
-                ? TCPBenchClient(
-                    worker: self, depth: options.depth,
-                    requests: RequestSet(protocol: options.protocol, size: options.size, count: 2 * options.depth + 1, seed: seed))
-                : UDPBenchClient(worker: self, depth: options.depth, seed: seed)
+            let client: any BenchClient
+            switch spec {
+            case .echo(let framing):
+                client = makeClient(index: index, EchoCodec(protocol: framing, size: options.size, depth: options.depth, seed: seed))
+            case .redis(let mix):
+                client = makeClient(index: index, RedisCodec(spec: mix, options: options, connection: index, seed: seed))
+            case .memcached(let mix):
+                client = makeClient(index: index, MemcachedCodec(spec: mix, options: options, connection: index, seed: seed))
+            case .http(let http):
+                client = makeClient(index: index, HTTPCodec(spec: http, options: options, connection: index, seed: seed))
+            case .custom(let custom):
+                client = makeClient(index: index, CustomCodec(spec: custom, options: options, connection: index, seed: seed))
+            case .user(let factory):
+                client = makeClient(index: index, factory.make(BenchConnectionInfo(index: index, seed: seed, options: options)))
+            }
             if let interval {
                 // Spread the connections' schedules evenly over one interval.
                 client.nextIntended = schedule.start + interval / UInt64(options.connections) * UInt64(index)
@@ -102,11 +116,34 @@ final class BenchWorker {
         }
     }
 
+    /// A client for `codec`, over TCP or UDP; each built-in codec gets its own
+    /// specialization of the client.
+    private func makeClient<Codec: BenchCodec>(index: Int, _ codec: Codec) -> any BenchClient {
+        options.isStream
+            ? TCPBenchClient(worker: self, index: index, depth: options.depth, codec: codec)
+            : UDPBenchClient(worker: self, index: index, depth: options.depth, codec: codec)
+    }
+
+    /// Lets the clients go, once the reactor thread has ended (they and the worker refer
+    /// to each other).
+    func releaseClients() {
+        clients.removeAll()
+    }
+
     // MARK: - Counting, called by the clients
 
-    /// A request's response arrived and matched.
+    /// A request's response arrived, with the codec's verdict on it.
     @inline(__always)
-    func completed(intended: UInt64, sent sentAt: UInt64, bytes: Int) {
+    func completed(_ outcome: BenchOutcome, intended: UInt64, sent sentAt: UInt64) {
+        guard outcome.passed else {
+            if outcome.statusCode != 0, intended >= measureStart, now <= end { statusCodes[Int(Swift.min(outcome.statusCode, 599))] += 1 }
+            switch outcome.verdict {
+            case .serverError: count(\.serverError)
+            case .httpStatus: count(\.httpStatus)
+            default: count(\.wrongResponse)
+            }
+            return
+        }
         responses &+= 1
         guard intended >= measureStart else { return }
         guard now <= end else {
@@ -114,12 +151,34 @@ final class BenchWorker {
             return
         }
         requests &+= 1
-        responseBytes &+= bytes
+        if outcome.statusCode != 0 { statusCodes[Int(Swift.min(outcome.statusCode, 599))] += 1 }
+        switch outcome.lookup {
+        case .none: break
+        case .hit: hits &+= 1
+        case .miss: misses &+= 1
+        }
         if isOpenLoop {
             latency.record(corrected: now &- intended, uncorrected: now &- sentAt)
         } else {
             latency.record(now &- sentAt)
         }
+    }
+
+    /// Bytes arrived (counted in the measured window).
+    @inline(__always)
+    func countReceived(bytes: Int) {
+        if now >= measureStart, now <= end { responseBytes &+= bytes }
+    }
+
+    /// A request counted as sent that will never be answered: the server closed the
+    /// connection before it (after a `Connection: close`).
+    func uncountSent(intended: UInt64) {
+        if intended >= measureStart { sent &-= 1 }
+    }
+
+    /// The server ended a connection with nothing in flight (keep-alive): reopened, not an error.
+    func countReconnect() {
+        if !isFinished, Reactor.now >= measureStart { reconnects += 1 }
     }
 
     /// False once the measured window is over: clients send nothing more.
@@ -174,7 +233,9 @@ final class BenchWorker {
         let result = WorkerResult(
             requests: requests, sent: sent, inFlightAtEnd: inFlight, answeredAfterEnd: answeredAfterEnd, responseBytes: responseBytes,
             errors: errors, warmupErrors: warmupErrors, latency: latency,
-            openConnections: progress.openConnections.load(ordering: .relaxed))
+            openConnections: progress.openConnections.load(ordering: .relaxed),
+            hits: hits, misses: misses, reconnects: reconnects,
+            statusCodes: Dictionary(uniqueKeysWithValues: statusCodes.indices.filter { statusCodes[$0] > 0 }.map { ($0, statusCodes[$0]) }))
         isFinished = true
         for timer in timers { timer.cancel() }
         timers.removeAll()
@@ -197,6 +258,10 @@ struct WorkerResult: Sendable {
     var warmupErrors: ErrorCounts
     var latency: LatencyRecorder
     var openConnections: Int
+    var hits = 0
+    var misses = 0
+    var reconnects = 0
+    var statusCodes: [Int: Int] = [:]
 }
 
 /// One connection (or UDP socket) of load, as its worker drives it.

@@ -14,8 +14,13 @@ public struct ErrorCounts: Sendable, Equatable {
     public var closed = 0
     /// Requests with no response within the request timeout.
     public var timeout = 0
-    /// Responses whose bytes differ from their request (or arrive out of order).
+    /// Responses that do not answer their request: an echo that differs, a wrong value,
+    /// key or reply type.
     public var wrongResponse = 0
+    /// Well-formed error replies (a Redis `-ERR`, memcached `SERVER_ERROR`).
+    public var serverError = 0
+    /// HTTP responses with a status of 400 or more.
+    public var httpStatus = 0
     /// Responses that are not valid frames of the protocol.
     public var framing = 0
     /// UDP requests whose datagram did not come back within the request timeout.
@@ -28,7 +33,8 @@ public struct ErrorCounts: Sendable, Equatable {
 
     /// All errors together.
     public var total: Int {
-        refused + connectTimeout + connectFailed + reset + closed + timeout + wrongResponse + framing + lost + sendFailed
+        refused + connectTimeout + connectFailed + reset + closed + timeout + wrongResponse + serverError + httpStatus + framing
+            + lost + sendFailed
     }
 
     /// Kind and count of every non-zero entry, in a fixed order, with the JSON names.
@@ -41,7 +47,7 @@ public struct ErrorCounts: Sendable, Equatable {
         [
             ("refused", refused), ("connect_timeout", connectTimeout), ("connect_failed", connectFailed),
             ("reset", reset), ("closed", closed), ("timeout", timeout), ("wrong_response", wrongResponse),
-            ("framing", framing), ("lost", lost), ("send_failed", sendFailed),
+            ("server_error", serverError), ("http_status", httpStatus), ("framing", framing), ("lost", lost), ("send_failed", sendFailed),
         ]
     }
 
@@ -54,6 +60,8 @@ public struct ErrorCounts: Sendable, Equatable {
         closed += other.closed
         timeout += other.timeout
         wrongResponse += other.wrongResponse
+        serverError += other.serverError
+        httpStatus += other.httpStatus
         framing += other.framing
         lost += other.lost
         sendFailed += other.sendFailed

@@ -5,12 +5,8 @@ import Glibc
 import ReactorCore
 import ReactorFraming
 
-/// The requests one client sends, encoded once, in one allocation, before the run: the
-/// steady state only points at them.
-///
-/// A client cycles through `count` different requests (more than it keeps in flight), so
-/// a response that repeats an earlier request, or arrives out of order, does not match.
-/// Payloads are printable ASCII without `\r` or `\n`, valid for every framing.
+/// The requests an echo client sends (see ``EchoCodec``), encoded once, in one allocation,
+/// before the run: the steady state only copies them.
 final class RequestSet {
     /// How many distinct requests the set holds.
     let count: Int
@@ -31,7 +27,7 @@ final class RequestSet {
         var headerLength = 0
         var trailer: [UInt8] = []
         let payload = [UInt8](repeating: UInt8(ascii: "x"), count: size)
-        if let framer = benchProtocol.requestFramer {
+        if let framer = benchProtocol.echoRequestFramer {
             // Header and trailer depend only on the length, so one sample encodes all.
             headerLength = header.withUnsafeMutableBytes { header in
                 payload.withUnsafeBytes { body in
@@ -64,28 +60,6 @@ final class RequestSet {
     @inline(__always)
     func wire(_ index: Int) -> UnsafeRawBufferPointer {
         UnsafeRawBufferPointer(rebasing: storage[(index * wireLength)..<((index + 1) * wireLength)])
-    }
-
-    /// The payload of request `index`: what the response must carry.
-    @inline(__always)
-    func payload(_ index: Int) -> UnsafeRawBufferPointer {
-        let start = index * wireLength + payloadOffset
-        return UnsafeRawBufferPointer(rebasing: storage[start..<(start + payloadLength)])
-    }
-
-    /// Writes `value` into the first 8 payload bytes of request `index` (UDP's sequence
-    /// number), as 8 bytes little-endian.
-    @inline(__always)
-    func stamp(_ index: Int, with value: UInt64) {
-        storage.storeBytes(of: value.littleEndian, toByteOffset: index * wireLength + payloadOffset, as: UInt64.self)
-    }
-
-    /// True when `response` is exactly the payload of request `index`.
-    @inline(__always)
-    func matches(_ index: Int, _ response: UnsafeRawBufferPointer) -> Bool {
-        guard response.count == payloadLength else { return false }
-        guard payloadLength > 0 else { return true }
-        return memcmp(response.baseAddress!, storage.baseAddress! + index * wireLength + payloadOffset, payloadLength) == 0
     }
 }
 

@@ -55,7 +55,7 @@ public struct SuiteScenario: Sendable, Equatable {
     public var needsServerPID: Bool { metric == .bytesPerConnection }
 
     /// The transport its server must listen on: `tcp` or `udp`.
-    public var transport: String { template.protocol.isStream ? "tcp" : "udp" }
+    public var transport: String { template.isStream ? "tcp" : "udp" }
 
     private static func scenario(
         _ name: String, _ alias: String, _ title: String, _ benchProtocol: BenchProtocol, _ connections: Int, _ depth: Int, _ size: Int,

@@ -1,45 +1,38 @@
 import ReactorCore
 import ReactorFraming
 
-/// One TCP connection of load. It frames responses with the protocol's framer (through a
-/// ``FramedConnection`` it forwards the connection's events to), checks each against the
-/// oldest request in flight, and sends the next from preallocated buffers: nothing is
-/// allocated per request.
-final class TCPBenchClient: BenchClient, ConnectionHandler, FrameHandler {
-    // Confined to the worker's reactor thread. On the per-request path the worker and the
-    // connection are used through unmanaged references (a retain and release per use
-    // otherwise), and Swift's dynamic exclusivity checks are off: both would cost more
-    // than the bookkeeping itself.
-    private let workerReference: Unmanaged<BenchWorker>
-    private var worker: BenchWorker { workerReference.takeUnretainedValue() }
-    private let requests: RequestSet
+/// One TCP connection of load. It frames responses with its codec's framer (through a
+/// ``FramedConnection`` it forwards the connection's events to), has the codec check each
+/// against the oldest request in flight, and builds the next request into that request's
+/// slot of a fixed ring: nothing is allocated per request.
+final class TCPBenchClient<Codec: BenchCodec>: BenchClient, ConnectionHandler, FrameHandler {
+    private let worker: BenchWorker
+    private var codec: Codec
+    private let index: Int
     private let behavior: ClientBehavior
     private let verify: Bool
-    @exclusivity(unchecked) private var queue: InFlightQueue
-    @exclusivity(unchecked) private var nextRequest = 0
-    @exclusivity(unchecked) var nextIntended: UInt64 = 0
+    private var queue: InFlightQueue
+    private var sequence = 0
+    var nextIntended: UInt64 = 0
 
     private var framed: FramedConnection?
-    private var connection: Connection? {
-        didSet { borrowedConnection = connection.map { Unmanaged.passUnretained($0) } }
-    }
-    /// The same connection without a retain per use: `connection` owns it.
-    @exclusivity(unchecked) private var borrowedConnection: Unmanaged<Connection>?
+    private var connection: Connection?
     private var pending: PendingConnect?
-    /// This side is closing the connection (churn, an error already counted, the end):
-    /// its close is not another error.
-    @exclusivity(unchecked) private var closingOnPurpose = false
+    /// This side is closing the connection (churn, an error already counted, the server's
+    /// `Connection: close`, the end): its close is not another error.
+    private var closingOnPurpose = false
     private var answered = false
     private var stopped = false
     private var reconnectTimer: ReactorTimer?
 
-    /// A client of `worker`, which outlives it.
-    init(worker: BenchWorker, depth: Int, requests: RequestSet) {
-        workerReference = Unmanaged.passUnretained(worker)
-        self.requests = requests
+    /// Client `index` of `worker`, speaking through `codec`.
+    init(worker: BenchWorker, index: Int, depth: Int, codec: Codec) {
+        self.worker = worker
+        self.codec = codec
+        self.index = index
         behavior = ClientBehavior(worker.options)
         verify = worker.options.verify
-        queue = InFlightQueue(capacity: depth)
+        queue = InFlightQueue(capacity: depth, requestRoom: codec.maxRequestLength)
     }
 
     deinit {
@@ -52,18 +45,27 @@ final class TCPBenchClient: BenchClient, ConnectionHandler, FrameHandler {
 
     func connect() {
         guard !stopped, connection == nil, pending == nil else { return }
-        let worker = self.worker
-        framed = FramedConnection(framer: worker.options.protocol.responseFramer(size: worker.options.size)!, handler: self)
+        framed = FramedConnection(framer: codec.makeResponseFramer(), handler: self)
         pending = worker.reactor.connect(to: worker.address, timeout: worker.options.connectTimeout, handler: self)
         if behavior == .churn { nextIntended = Reactor.now }
     }
 
+    /// Open loop: sends what is due, as far as the depth allows.
     func pump() {
-        workerReference._withUnsafeGuaranteedRef { pump(worker: $0) }
+        guard let connection, !closingOnPurpose, worker.isSending else { return }
+        let now = worker.now
+        guard nextIntended <= now, !queue.isFull else { return }
+        let interval = worker.interval!
+        connection.withBatchedWrites {
+            while nextIntended <= now, !queue.isFull {
+                send(on: connection, intended: nextIntended, sent: now)
+                nextIntended &+= interval
+            }
+        }
     }
 
     func expire(olderThan deadline: UInt64) {
-        guard queue.count > 0, queue.oldest.sent < deadline, connection != nil else { return }
+        guard queue.count > 0, queue.oldestTimes.sent < deadline, connection != nil else { return }
         worker.count(\.timeout)
         drop()
     }
@@ -78,49 +80,32 @@ final class TCPBenchClient: BenchClient, ConnectionHandler, FrameHandler {
         if connection == nil { framed = nil }  // it holds this client as its handler
     }
 
-    /// Open loop: sends what is due, as far as the depth allows.
-    private func pump(worker: BenchWorker) {
-        guard let borrowedConnection, !closingOnPurpose, worker.isSending else { return }
-        let now = worker.now
-        guard nextIntended <= now, !queue.isFull else { return }
-        let interval = worker.interval!
-        borrowedConnection._withUnsafeGuaranteedRef { connection in
-            connection.withBatchedWrites {
-                while nextIntended <= now, !queue.isFull {
-                    send(on: connection, worker: worker, intended: nextIntended, sent: now)
-                    nextIntended &+= interval
-                }
-            }
-        }
-    }
-
     @inline(__always)
-    private func send(on connection: Connection, worker: BenchWorker, intended: UInt64, sent: UInt64) {
-        let index = nextRequest
-        nextRequest += 1
-        if nextRequest == requests.count { nextRequest = 0 }
-        queue.append(request: index, intended: intended, sent: sent)
+    private func send(on connection: Connection, intended: UInt64, sent: UInt64) {
+        var (slot, buffer) = queue.append(intended: intended, sent: sent)
+        codec.encodeRequest(into: &buffer, context: BenchRequestContext(connection: index, sequence: sequence))
+        sequence &+= 1
+        queue.commit(slot, length: buffer.count, tag: buffer.tag)
         worker.countSent(intended: intended)
-        connection.write(requests.wire(index))
+        connection.write(queue.request(slot).bytes)
     }
 
     /// Fills the connection up to its depth (closed loop) or to what is due (open loop).
     private func sendInitial(on connection: Connection) {
-        let worker = self.worker
         worker.now = Reactor.now
         let now = worker.now
         guard worker.isSending else { return }
         switch behavior {
         case .openLoop:
-            pump(worker: worker)
+            pump()
         case .closedLoop:
             connection.withBatchedWrites {
-                while !queue.isFull { send(on: connection, worker: worker, intended: now, sent: now) }
+                while !queue.isFull { send(on: connection, intended: now, sent: now) }
             }
         case .churn:
-            send(on: connection, worker: worker, intended: nextIntended, sent: nextIntended)
+            send(on: connection, intended: nextIntended, sent: nextIntended)
         case .idle:
-            if !answered { send(on: connection, worker: worker, intended: now, sent: now) }
+            if !answered { send(on: connection, intended: now, sent: now) }
         }
     }
 
@@ -128,6 +113,17 @@ final class TCPBenchClient: BenchClient, ConnectionHandler, FrameHandler {
     private func drop() {
         closingOnPurpose = true
         connection?.abort()
+    }
+
+    /// The server said it closes after the response just handled: the requests sent
+    /// behind it will not be answered, so they do not count as sent, and the connection
+    /// is closed from this side and reopened.
+    private func serverEndsConnection() {
+        for offset in 0..<queue.count { worker.uncountSent(intended: queue.intended(at: offset)) }
+        queue.removeAll()
+        worker.countReconnect()
+        closingOnPurpose = true
+        connection?.close()
     }
 
     // MARK: - ConnectionHandler (forwarded to the framing adapter)
@@ -143,6 +139,7 @@ final class TCPBenchClient: BenchClient, ConnectionHandler, FrameHandler {
 
     func received(_ bytes: RawSpan, on connection: Connection) {
         worker.now = Reactor.now
+        worker.countReceived(bytes: bytes.byteCount)
         framed?.received(bytes, on: connection)
     }
 
@@ -154,10 +151,16 @@ final class TCPBenchClient: BenchClient, ConnectionHandler, FrameHandler {
         framed?.closed(connection, reason: reason)
         framed = nil
         self.connection = nil
-        let worker = self.worker
         worker.connectionClosed()
         if !closingOnPurpose, !stopped {
-            if case .reset = reason { worker.count(\.reset) } else { worker.count(\.closed) }
+            if queue.count == 0, behavior != .idle {
+                // Nothing was asked of it: a keep-alive connection the server ended.
+                worker.countReconnect()
+            } else if case .reset = reason {
+                worker.count(\.reset)
+            } else {
+                worker.count(\.closed)
+            }
         }
         queue.removeAll()
         closingOnPurpose = false
@@ -180,11 +183,6 @@ final class TCPBenchClient: BenchClient, ConnectionHandler, FrameHandler {
     // MARK: - FrameHandler
 
     func received(frame: RawSpan, on framed: FramedConnection) {
-        workerReference._withUnsafeGuaranteedRef { respond(to: frame, worker: $0) }
-    }
-
-    @inline(__always)
-    private func respond(to frame: RawSpan, worker: BenchWorker) {
         guard queue.count > 0, !closingOnPurpose else {
             if !closingOnPurpose {
                 worker.count(\.wrongResponse)  // a response nobody asked for
@@ -192,26 +190,31 @@ final class TCPBenchClient: BenchClient, ConnectionHandler, FrameHandler {
             }
             return
         }
-        let (index, intended, sent) = queue.oldest
+        let slot = queue.oldest
+        let (intended, sent) = queue.oldestTimes
+        let outcome: BenchOutcome
         if verify {
-            guard frame.withUnsafeBytes({ requests.matches(index, $0) }) else {
-                worker.count(\.wrongResponse)
-                drop()
-                return
-            }
+            let (request, tag) = queue.request(slot)
+            outcome = codec.check(response: frame, request: unsafe RawSpan(_unsafeBytes: request), tag: tag)
+        } else {
+            outcome = .ok
         }
         queue.removeOldest()
-        worker.completed(intended: intended, sent: sent, bytes: requests.wireLength)
-        guard let borrowedConnection, worker.isSending else { return }
+        worker.completed(outcome, intended: intended, sent: sent)
+        if outcome.closesConnection {
+            serverEndsConnection()
+            return
+        }
+        guard let connection, worker.isSending else { return }
         switch behavior {
         case .openLoop:
-            pump(worker: worker)
+            pump()
         case .closedLoop:
             let now = worker.now
-            borrowedConnection._withUnsafeGuaranteedRef { send(on: $0, worker: worker, intended: now, sent: now) }
+            send(on: connection, intended: now, sent: now)
         case .churn:
             closingOnPurpose = true
-            borrowedConnection._withUnsafeGuaranteedRef { $0.close() }
+            connection.close()
         case .idle:
             answered = true
         }

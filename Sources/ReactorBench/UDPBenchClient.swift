@@ -1,22 +1,28 @@
 import ReactorCore
 
-/// One connected UDP socket of load, with `depth` request slots. Each request carries a
-/// sequence number in its first 8 bytes, so a datagram that comes back late, after its
-/// request was counted lost, is recognised and ignored rather than matched to the wrong
-/// request; the rest of the datagram must equal the request byte for byte.
-final class UDPBenchClient: BenchClient, DatagramHandler {
-    private unowned(unsafe) let worker: BenchWorker
-    /// One buffer per slot: slot `i` always sends from request `i`, stamped afresh.
-    private let requests: RequestSet
+/// One connected UDP socket of load, with `depth` request slots, each holding the bytes
+/// of its request. A datagram goes to the oldest request in flight that the codec says
+/// it answers (the echo codec compares the sequence number in the first 8 bytes); one
+/// that answers none, a reply to a request already counted lost, is ignored.
+final class UDPBenchClient<Codec: BenchCodec>: BenchClient, DatagramHandler {
+    private let worker: BenchWorker
+    private var codec: Codec
+    private let index: Int
     private let depth: Int
     private let verify: Bool
-    private let sequence: UnsafeMutablePointer<UInt64>
+    private let room: Int
+    private let requests: UnsafeMutableRawBufferPointer
+    private let length: UnsafeMutablePointer<Int>
+    private let tag: UnsafeMutablePointer<UInt64>
+    /// The order requests left in: the oldest in flight has the smallest.
+    private let order: UnsafeMutablePointer<Int>
     private let intended: UnsafeMutablePointer<UInt64>
     private let sent: UnsafeMutablePointer<UInt64>
     private let active: UnsafeMutablePointer<Bool>
-    /// Free slots, a stack (open loop).
+    /// Free slots, a stack.
     private let free: UnsafeMutablePointer<Int>
     private var freeCount: Int
+    private var sequence = 0
     private(set) var inFlight = 0
     var nextIntended: UInt64 = 0
 
@@ -24,18 +30,22 @@ final class UDPBenchClient: BenchClient, DatagramHandler {
     private var stopped = false
     private var retryTimer: ReactorTimer?
 
-    init(worker: BenchWorker, depth: Int, seed: UInt64) {
+    init(worker: BenchWorker, index: Int, depth: Int, codec: Codec) {
         self.worker = worker
+        self.codec = codec
+        self.index = index
         self.depth = depth
         verify = worker.options.verify
-        requests = RequestSet(protocol: .udp, size: worker.options.size, count: depth, seed: seed)
-        sequence = .allocate(capacity: depth)
+        room = codec.maxRequestLength
+        requests = .allocate(byteCount: Swift.max(room * depth, 1), alignment: 8)
+        length = .allocate(capacity: depth)
+        tag = .allocate(capacity: depth)
+        order = .allocate(capacity: depth)
         intended = .allocate(capacity: depth)
         sent = .allocate(capacity: depth)
         active = .allocate(capacity: depth)
         free = .allocate(capacity: depth)
         for slot in 0..<depth {
-            sequence[slot] = UInt64(slot)
             active[slot] = false
             free[slot] = depth - 1 - slot
         }
@@ -43,7 +53,10 @@ final class UDPBenchClient: BenchClient, DatagramHandler {
     }
 
     deinit {
-        sequence.deallocate()
+        requests.deallocate()
+        length.deallocate()
+        tag.deallocate()
+        order.deallocate()
         intended.deallocate()
         sent.deallocate()
         active.deallocate()
@@ -55,7 +68,7 @@ final class UDPBenchClient: BenchClient, DatagramHandler {
     func connect() {
         guard !stopped, socket == nil else { return }
         var options = UDPOptions()
-        options.maxDatagramSize = Swift.max(2 * worker.options.size, 2048)
+        options.maxDatagramSize = Swift.max(2 * worker.options.size, 2 * room, 2048)
         do {
             socket = try worker.reactor.connectUDP(to: worker.address, options: options, handler: self)
         } catch {
@@ -109,44 +122,44 @@ final class UDPBenchClient: BenchClient, DatagramHandler {
         freeCount += 1
     }
 
-    /// Sends slot's request with a new sequence number (the slot's number plus a multiple
-    /// of the depth, so a sequence number names its slot).
+    @inline(__always)
+    private func request(_ slot: Int) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(rebasing: requests[(slot * room)..<(slot * room + length[slot])])
+    }
+
+    /// Builds and sends slot's request.
     private func send(slot: Int, intended intendedAt: UInt64) {
         guard let socket else { return }
-        sequence[slot] &+= UInt64(depth)
-        requests.stamp(slot, with: sequence[slot])
+        var buffer = BenchRequestBuffer(storage: UnsafeMutableRawBufferPointer(rebasing: requests[(slot * room)..<((slot + 1) * room)]))
+        codec.encodeRequest(into: &buffer, context: BenchRequestContext(connection: index, sequence: sequence))
+        order[slot] = sequence
+        sequence &+= 1
+        length[slot] = buffer.count
+        tag[slot] = buffer.tag
         active[slot] = true
         inFlight += 1
         intended[slot] = intendedAt
         sent[slot] = worker.now
         worker.countSent(intended: intendedAt)
-        socket.send(requests.wire(slot))
+        socket.send(request(slot))
     }
 
     // MARK: - DatagramHandler
 
     func received(_ datagram: RawSpan, from sender: SocketAddress, on socket: UDPSocket) {
         worker.now = Reactor.now
-        guard datagram.byteCount >= 8 else {
-            worker.count(\.wrongResponse)
-            return
+        worker.countReceived(bytes: datagram.byteCount)
+        var found = -1
+        for slot in 0..<depth where active[slot] && (found < 0 || order[slot] < order[found]) {
+            if codec.datagram(datagram, answers: unsafe RawSpan(_unsafeBytes: request(slot)), tag: tag[slot]) { found = slot }
         }
-        let number = datagram.loadLittleEndian(UInt64.self, at: 0)
-        let slot = Int(number % UInt64(depth))
-        // Not in flight under this number: the answer to a request already counted lost.
-        guard active[slot], sequence[slot] == number else { return }
-        if verify {
-            guard datagram.withUnsafeBytes({ requests.matches(slot, $0) }) else {
-                worker.count(\.wrongResponse)
-                retire(slot)
-                if !worker.isOpenLoop { send(slot: takeFree(), intended: worker.now) }
-                return
-            }
-        }
-        let intendedAt = intended[slot]
-        let sentAt = sent[slot]
-        retire(slot)
-        worker.completed(intended: intendedAt, sent: sentAt, bytes: requests.wireLength)
+        // Not in flight: the answer to a request already counted lost.
+        guard found >= 0 else { return }
+        let outcome = verify ? codec.check(response: datagram, request: unsafe RawSpan(_unsafeBytes: request(found)), tag: tag[found]) : .ok
+        let intendedAt = intended[found]
+        let sentAt = sent[found]
+        retire(found)
+        worker.completed(outcome, intended: intendedAt, sent: sentAt)
         guard worker.isSending else { return }
         if worker.isOpenLoop {
             pump()

@@ -24,16 +24,60 @@ struct BenchRun: ParsableCommand {
             Closed loop by default: every connection keeps --depth requests in flight. With \
             --rate, open loop: requests leave on a fixed schedule and latency counts from each \
             request's intended send time (corrected for coordinated omission); the uncorrected \
-            figure is shown beside it. Every response is checked byte for byte against its \
-            request. Progress goes to stderr once a second, the summary to stdout.
+            figure is shown beside it. Every response is checked: an echo byte for byte \
+            against its request, Redis, memcached and HTTP replies by their protocol, custom \
+            ones by --expect. Progress goes to stderr once a second, the summary to stdout. \
+            Exits non-zero when --mode idle could not hold every connection.
             """
     )
 
     @Argument(help: "The server, HOST:PORT (IPv6 as [ADDR]:PORT).")
     var target: String
 
-    @Option(name: .customLong("protocol"), help: "How requests are framed (udp: one datagram each); the server must echo them.")
+    @Option(name: .customLong("protocol"), help: "raw, line, crlf, int32, netstring, udp (echo servers of that framing), redis, memcached, http, or custom.")
     var benchProtocol: BenchProtocol = .raw
+
+    @Option(name: .customLong("command"), help: ArgumentHelp(
+        "redis, memcached: a command template, repeatable, e.g. 'SET key:{key} {value}' (redis default: PING).", valueName: "template"))
+    var commands: [String] = []
+
+    @Option(name: .customLong("weight"), help: "The share of the --command just before it in the mix (default 1).")
+    var weights: [Int] = []
+
+    @Option(help: "{key} is drawn from 0 ..< N.")
+    var keyspace = 100_000
+
+    @Option(help: "How {key} is drawn: uniform, sequential or zipf:S.")
+    var keyDistribution = "uniform"
+
+    @Option(name: .customLong("path"), help: ArgumentHelp("http: a request path (template), repeatable, used round-robin (default /).", valueName: "path"))
+    var paths: [String] = []
+
+    @Option(help: "http: the request method.")
+    var method = "GET"
+
+    @Option(name: .customLong("header"), help: ArgumentHelp("http: an extra header 'Name: value', repeatable.", valueName: "header"))
+    var headers: [String] = []
+
+    @Option(help: "http: a request body (template), sent with its Content-Length.")
+    var body: String?
+
+    @Option(name: .customLong("request"), help: ArgumentHelp("custom: a request template, repeatable, used round-robin.", valueName: "template"))
+    var requests: [String] = []
+
+    @Option(help: "custom: a file of request templates, one per line, used round-robin.")
+    var requestFile: String?
+
+    @Option(name: .customLong("response"), help: ArgumentHelp(
+        "custom: the framing of requests and responses: line, crlf, int8, int16, int32, int64, netstring, fixed:N, delimiter:TEXT (over UDP: none).",
+        valueName: "framing"))
+    var responseFraming: String?
+
+    @Option(help: "custom: what a response's payload must be: echo, any, exact:TEXT, prefix:TEXT, regex:RE.")
+    var expect = "echo"
+
+    @Option(help: "custom: tcp, or udp (one datagram each way).")
+    var transport: BenchOptions.Transport = .tcp
 
     @Option(help: "requests (the default), churn (connect, one request, close), or idle (hold connections).")
     var mode: BenchOptions.Mode = .requests
@@ -78,6 +122,13 @@ struct BenchRun: ParsableCommand {
     var quiet = false
 
     func validate() throws {
+        guard weights.count <= commands.count else { throw ValidationError("each --weight follows the --command it weighs") }
+        guard KeyDistribution(keyDistribution) != nil else {
+            throw ValidationError("--key-distribution must be uniform, sequential or zipf:S, not '\(keyDistribution)'")
+        }
+        if let requestFile, (try? String(contentsOfFile: requestFile, encoding: .utf8)) == nil {
+            throw ValidationError("cannot read --request-file \(requestFile)")
+        }
         guard endpoint != nil else { throw ValidationError("the target must be HOST:PORT, not '\(target)'") }
         if let cpus, ProcessStats.parseCPUList(cpus) == nil { throw ValidationError("--cpus must be a list like 1 or 0,2-3") }
         do {
@@ -105,7 +156,43 @@ struct BenchRun: ParsableCommand {
         options.connectTimeout = .milliseconds(Int64(connectTimeout * 1000))
         options.requestTimeout = .milliseconds(Int64(requestTimeout * 1000))
         options.serverPID = serverPid
+        options.commands = commands.enumerated().map { index, text in
+            BenchOptions.Command(text, weight: index < weightsByCommand.count ? weightsByCommand[index] : 1)
+        }
+        options.keyspace = keyspace
+        options.keyDistribution = KeyDistribution(keyDistribution) ?? .uniform
+        if !paths.isEmpty { options.paths = paths }
+        options.method = method
+        options.headers = headers
+        options.body = body
+        options.requests = requests
+        if let requestFile, let text = try? String(contentsOfFile: requestFile, encoding: .utf8) {
+            options.requests += text.split(separator: "\n", omittingEmptySubsequences: true).map(String.init)
+        }
+        options.responseFraming = responseFraming
+        options.expect = expect
+        options.transport = transport
         return options
+    }
+
+    /// Each --weight belongs to the --command before it on the command line; argument
+    /// parser collects them apart, so their order is recovered from the raw arguments.
+    private var weightsByCommand: [Int] {
+        var result = [Int](repeating: 1, count: commands.count)
+        var command = -1
+        var iterator = CommandLine.arguments.makeIterator()
+        var weightIndex = 0
+        while let argument = iterator.next() {
+            if argument == "--command" || argument.hasPrefix("--command=") {
+                command += 1
+            } else if argument == "--weight" || argument.hasPrefix("--weight=") {
+                if command >= 0, command < result.count, weightIndex < weights.count { result[command] = weights[weightIndex] }
+                weightIndex += 1
+            }
+        }
+        // Parsed without a command line of ours (tests, embedding): in order.
+        if weightIndex == 0 { for (index, weight) in weights.enumerated() where index < result.count { result[index] = weight } }
+        return result
     }
 
     func run() throws {
@@ -117,8 +204,11 @@ struct BenchRun: ParsableCommand {
             progress.finish()
             print(BenchSummary.text(result))
             if let json { try BenchFiles.write(result.json, to: json) }
+            if result.idleHeldAll == false {
+                throw BenchError("--mode idle: \(result.idleConnections ?? 0) of \(result.connections) connections held at the end")
+            }
         } catch {
-            throw CommandFailure(message: error.description)
+            throw CommandFailure(message: String(describing: error))
         }
     }
 }
@@ -149,6 +239,7 @@ final class ProgressPrinter {
 }
 
 extension BenchProtocol: ExpressibleByArgument {}
+extension BenchOptions.Transport: ExpressibleByArgument {}
 extension BenchOptions.Mode: ExpressibleByArgument {}
 
 struct BenchSuiteCommand: ParsableCommand {
