@@ -10,6 +10,7 @@ let package = Package(
         .library(name: "ReactorFraming", targets: ["ReactorFraming"]),
         .library(name: "ReactorServices", targets: ["ReactorServices"]),
         .library(name: "ReactorLifecycle", targets: ["ReactorLifecycle"]),
+        .library(name: "ReactorBench", targets: ["ReactorBench"]),
         .executable(name: "reactor", targets: ["reactor"]),
     ],
     dependencies: [
@@ -49,7 +50,8 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
-        // The load generator behind `reactor bench`: clients, histograms, reports, the suite.
+        // The load generator behind `reactor bench`: clients, protocols (BenchCodec, which a
+        // user extends), histograms, reports, the suite.
         .target(
             name: "ReactorBench",
             dependencies: [
@@ -89,7 +91,7 @@ let package = Package(
         ),
         .testTarget(
             name: "DocsTests",
-            dependencies: ["ReactorCore", "ReactorFraming", "ReactorTestSupport"]
+            dependencies: ["ReactorCore", "ReactorFraming", "ReactorBench", "ReactorTestSupport"]
         ),
         .testTarget(
             name: "ReactorFramingTests",

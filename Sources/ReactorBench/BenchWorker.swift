@@ -135,19 +135,18 @@ final class BenchWorker {
     /// A request's response arrived, with the codec's verdict on it.
     @inline(__always)
     func completed(_ outcome: BenchOutcome, intended: UInt64, sent sentAt: UInt64) {
-        guard outcome.passed else {
-            if outcome.statusCode != 0, intended >= measureStart, now <= end { statusCodes[Int(Swift.min(outcome.statusCode, 599))] += 1 }
-            switch outcome.verdict {
-            case .serverError: count(\.serverError)
-            case .httpStatus: count(\.httpStatus)
-            default: count(\.wrongResponse)
-            }
+        if outcome.passed { responses &+= 1 }
+        guard intended >= measureStart else {
+            if !outcome.passed { countFailed(outcome) }
             return
         }
-        responses &+= 1
-        guard intended >= measureStart else { return }
         guard now <= end else {
             answeredAfterEnd &+= 1
+            return
+        }
+        guard outcome.passed else {
+            if outcome.statusCode != 0 { statusCodes[Int(Swift.min(outcome.statusCode, 599))] += 1 }
+            countFailed(outcome)
             return
         }
         requests &+= 1
@@ -161,6 +160,14 @@ final class BenchWorker {
             latency.record(corrected: now &- intended, uncorrected: now &- sentAt)
         } else {
             latency.record(now &- sentAt)
+        }
+    }
+
+    private func countFailed(_ outcome: BenchOutcome) {
+        switch outcome.verdict {
+        case .serverError: count(\.serverError)
+        case .httpStatus: count(\.httpStatus)
+        default: count(\.wrongResponse)
         }
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import ReactorBench
 import ReactorCore
 import ReactorFraming
 import ReactorTestSupport
@@ -41,5 +42,37 @@ import Testing
             let expected = Array("OK 5\nOK 3\n".utf8)
             #expect(readBlocking(fd, count: expected.count) == expected)
         }
+    }
+
+    /// docs/bench.md's protocol of your own: every response checked, and a server that
+    /// answers with the wrong number is caught.
+    @Test func benchCodecOfYourOwnLoadsALineServer() throws {
+        let (thread, port) = try Self.serve { FramedConnection(framer: DelimiterFramer.line(), handler: PongLines(wrong: false)) }
+        defer { thread.stop() }
+        let result = try benchPingServer(port: port)
+        #expect(result.protocolName == "ping")
+        #expect(result.requests > 500, "\(result.requests) requests")
+        #expect(result.errors.total == 0, "\(result.errors)")
+
+        let (wrongThread, wrongPort) = try Self.serve { FramedConnection(framer: DelimiterFramer.line(), handler: PongLines(wrong: true)) }
+        defer { wrongThread.stop() }
+        let wrong = try benchPingServer(port: wrongPort)
+        #expect(wrong.errors.wrongResponse > 0, "\(wrong.errors)")
+        #expect(wrong.requests < wrong.errors.wrongResponse, "\(wrong.requests) passed of \(wrong.errors.wrongResponse) wrong")
+    }
+}
+
+/// Answers `PING <n>` with `PONG <n>`; when `wrong`, nine answers in ten carry another number.
+final class PongLines: FrameHandler {
+    private let wrong: Bool
+    private var count = 0
+    init(wrong: Bool) { self.wrong = wrong }
+
+    func received(frame: RawSpan, on connection: FramedConnection) {
+        count += 1
+        var reply = frame.copyBytes()
+        reply[1] = UInt8(ascii: "O")
+        if wrong, count % 10 != 0 { reply.append(UInt8(ascii: "7")) }
+        _ = try? connection.send(frame: reply)
     }
 }

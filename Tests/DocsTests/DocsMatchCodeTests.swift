@@ -39,7 +39,7 @@ import Testing
         }
     }
 
-    @Test(arguments: ["README.md", "docs/framing.md"])
+    @Test(arguments: ["README.md", "docs/framing.md", "docs/bench.md"])
     func documentShowsCompiledCode(document: String) throws {
         let blocks = try Self.compiledBlocks(in: document)
         #expect(!blocks.isEmpty, "\(document) has no compiled examples")
