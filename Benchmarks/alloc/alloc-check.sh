@@ -24,7 +24,7 @@ OTHERS=()
 cleanup() {
     if [[ -n $SERVER ]]; then kill "$SERVER" 2>/dev/null || true; fi
     # redis-server may ignore SIGTERM (an inherited signal mask): SIGKILL.
-    for pid in "${OTHERS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+    for pid in "${OTHERS[@]}"; do kill -9 "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
     rm -rf "$WORK"
 }
 trap cleanup EXIT
