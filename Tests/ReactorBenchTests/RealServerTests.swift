@@ -118,5 +118,29 @@ extension BenchTests {
             let served = try nginx.accessLogLines()
             #expect(served >= ok + missing + result.answeredAfterEnd && served <= result.sent, "served \(served), sent \(result.sent)")
         }
+
+        /// The command line: each --weight belongs to the --command before it, and an
+        /// escaped space stays inside its argument.
+        @Test func theCommandMixesRedisCommandsByWeight() throws {
+            let redis = try RealServer.redis()
+            let json = FileManager.default.temporaryDirectory.appendingPathComponent("bench-redis-\(getpid()).json").path
+            defer { try? FileManager.default.removeItem(atPath: json) }
+            let child = try ChildProcess.reactor([
+                "bench", "127.0.0.1:\(redis.port)", "--protocol", "redis", "--command", "GET k{key}", "--command", "SET k{key} {value}",
+                "--weight", "9", "--command", #"SET spaced a\x20b"#, "--keyspace", "100", "--connections", "4", "--duration", "1",
+                "--warmup", "0", "--quiet", "--json", json,
+            ])
+            #expect(child.waitForExit(timeout: .seconds(15)) == 0, "\(child.standardError)")
+            #expect(child.standardOutput.contains("errors: 0"), "\(child.standardOutput)")
+            let sets = try redis.redisCalls("set")
+            let gets = try redis.redisCalls("get")
+            // Per 11 requests: 1 GET, 9 SET k{key}, 1 SET spaced.
+            #expect(gets > 100 && abs(sets - 10 * gets) <= 8 * 11, "\(sets) SETs for \(gets) GETs")
+            #expect(try redis.redisCommand("GET", "spaced") == "$3\r\na b\r\n")
+            let object = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as? [String: Any]
+            #expect(object?["protocol"] as? String == "redis")
+            #expect((object?["hits"] as? Int ?? 0) + (object?["misses"] as? Int ?? 0) > 0)
+            #expect(object?["error_kinds"] is [String: Any] && object?["status_codes"] is [String: Any])
+        }
     }
 }

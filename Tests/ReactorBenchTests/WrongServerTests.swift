@@ -190,3 +190,38 @@ final class CloseAfterFirstReply: ConnectionHandler {
         connection.close()
     }
 }
+
+extension BenchTests.WrongServerTests {
+    @Test func customTemplatesOverUDPAndFromAFile() throws {
+        let server = try TestServer.startUDPEcho()
+        defer { server.stop() }
+        var udp = BenchOptions()
+        udp.port = server.port
+        udp.protocol = .custom
+        udp.transport = .udp
+        udp.requests = ["probe {conn} {seq}"]
+        udp.connections = 4
+        udp.depth = 2
+        udp.warmup = .zero
+        udp.duration = .seconds(1)
+        let echoed = try BenchRunner.run(udp)
+        #expect(echoed.requests > 100 && echoed.errors.total - echoed.errors.lost == 0, "\(echoed.errors.nonZero)")
+
+        udp.expect = "exact:pong"
+        let wrong = try BenchRunner.run(udp)
+        #expect(wrong.requests == 0 && wrong.errors.wrongResponse > 0, "\(wrong.errors.nonZero)")
+
+        // A request file through the command: one template per line, round-robin.
+        let tcp = try TestServer.start { _ in ByteEcho() }
+        defer { tcp.stop() }
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("bench-requests-\(getpid()).txt").path
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        try "first {seq}\nsecond {key}\n".write(toFile: file, atomically: true, encoding: .utf8)
+        let child = try ChildProcess.reactor([
+            "bench", "127.0.0.1:\(tcp.port)", "--protocol", "custom", "--request-file", file, "--response", "crlf",
+            "--connections", "2", "--duration", "0.5", "--warmup", "0", "--quiet",
+        ])
+        #expect(child.waitForExit(timeout: .seconds(10)) == 0, "\(child.standardError)")
+        #expect(child.standardOutput.contains("custom requests") && child.standardOutput.contains("errors: 0"), "\(child.standardOutput)")
+    }
+}
