@@ -6,7 +6,7 @@ SWIFT ?= swift
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 REACTOR := .build/release/reactor
 
-.PHONY: all deps servers build release test demo bench bench-echo bench-framing bench-udp bench-micro fuzz fuzz-ci test-asan test-tsan soak soak-ci valgrind budgets budgets-check budgets-update budgets-selftest clean
+.PHONY: all deps servers build release test demo bench bench-echo bench-framing bench-udp bench-micro bench-tools fuzz fuzz-ci test-asan test-tsan soak soak-ci valgrind budgets budgets-check budgets-update budgets-selftest clean
 
 all: build
 
@@ -91,6 +91,11 @@ bench-framing: release
 # UDP echo against the C libevent reference (reactor's per-source rate limit off).
 bench-udp: release
 	@REACTOR_BIN=$(REACTOR) bash Benchmarks/udp-bench.sh
+
+# reactor bench against redis-benchmark and wrk on real redis-server and nginx (issue 10):
+# server on CPU 0, load tool on CPU 1, ROUNDS rounds, medians (docs/performance.md).
+bench-tools: release servers
+	@REACTOR_BIN=$(REACTOR) bash Benchmarks/bench-tools.sh
 
 # package-benchmark micro-benchmarks: framer decode throughput, allocations per frame.
 bench-micro: deps

@@ -5,8 +5,10 @@ import ReactorCore
 /// it answers (the echo codec compares the sequence number in the first 8 bytes); one
 /// that answers none, a reply to a request already counted lost, is ignored.
 final class UDPBenchClient<Codec: BenchCodec>: BenchClient, DatagramHandler {
+    // Confined to the worker's reactor thread: the state touched per request has no
+    // dynamic exclusivity checks (see BenchWorker).
     private let worker: BenchWorker
-    private var codec: Codec
+    @exclusivity(unchecked) private var codec: Codec
     private let index: Int
     private let depth: Int
     private let verify: Bool
@@ -21,12 +23,12 @@ final class UDPBenchClient<Codec: BenchCodec>: BenchClient, DatagramHandler {
     private let active: UnsafeMutablePointer<Bool>
     /// Free slots, a stack.
     private let free: UnsafeMutablePointer<Int>
-    private var freeCount: Int
-    private var sequence = 0
-    private(set) var inFlight = 0
-    var nextIntended: UInt64 = 0
+    @exclusivity(unchecked) private var freeCount: Int
+    @exclusivity(unchecked) private var sequence = 0
+    @exclusivity(unchecked) private(set) var inFlight = 0
+    @exclusivity(unchecked) var nextIntended: UInt64 = 0
 
-    private var socket: UDPSocket?
+    @exclusivity(unchecked) private var socket: UDPSocket?
     private var stopped = false
     private var retryTimer: ReactorTimer?
 
@@ -146,6 +148,8 @@ final class UDPBenchClient<Codec: BenchCodec>: BenchClient, DatagramHandler {
 
     // MARK: - DatagramHandler
 
+    @_specialize(exported: false, where Codec == EchoCodec)
+    @_specialize(exported: false, where Codec == CustomCodec)
     func received(_ datagram: RawSpan, from sender: SocketAddress, on socket: UDPSocket) {
         worker.now = Reactor.now
         worker.countReceived(bytes: datagram.byteCount)
