@@ -75,11 +75,16 @@ def reactor(port, args):
         sys.exit(f"bench-tools: reactor bench {args}: errors {result['error_kinds']}")
     return result["rps"], result["client_cpu_s"] / max(result["requests"], 1) * 1e6, result["duration_s"]
 
+LAST_RATE = {}
+
 def redis_benchmark(port, args, rate_guess):
-    requests = int(rate_guess * DURATION)
+    # redis-benchmark runs a number of requests, not a time: as many as the last run of
+    # this scenario (either tool) did in DURATION.
+    requests = int(LAST_RATE.get(tuple(args), rate_guess) * DURATION)
     out, cpu = timed(["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "--csv", "-n", str(requests)] + args)
     rows = [line for line in out.splitlines() if line.startswith('"') and not line.startswith('"test"')]
     rps = float(rows[0].split('","')[1].strip('"'))
+    LAST_RATE[tuple(args)] = rps
     return rps, cpu / requests * 1e6, requests / rps
 
 def wrk(port, path):
@@ -99,6 +104,7 @@ def measure(server_pid, run):
     return {"rps": rps, "client_us": client_us, "server_share": server_share, "client_share": client_share}
 
 def scenario(name, server_pid, ours, theirs, tool):
+    print(f"... {name}", file=sys.stderr, flush=True)
     runs = {"reactor": [], tool: []}
     for round in range(ROUNDS):
         order = [("reactor", ours), (tool, theirs)]
@@ -131,11 +137,11 @@ try:
             scenario(f"redis {test.upper()} 50 x 16 pipelined, 32 B, 100k keys", redis.pid,
                      lambda: reactor(port, ["--protocol", "redis", "--command", command, "--size", "32", "--keyspace", "100000",
                                             "--connections", "50", "--depth", "16"]),
-                     lambda: redis_benchmark(port, ["-c", "50", "-P", "16", "-d", "32", "-r", "100000", "-t", test], 1_000_000),
+                     lambda: redis_benchmark(port, ["-c", "50", "-P", "16", "-d", "32", "-r", "100000", "-t", test], 400_000),
                      "redis-benchmark")
         scenario("redis PING 100 x 1", redis.pid,
                  lambda: reactor(port, ["--protocol", "redis", "--connections", "100"]),
-                 lambda: redis_benchmark(port, ["-c", "100", "-t", "ping_mbulk"], 80_000), "redis-benchmark")
+                 lambda: redis_benchmark(port, ["-c", "100", "-t", "ping_mbulk"], 60_000), "redis-benchmark")
     finally:
         stop(redis)
 
