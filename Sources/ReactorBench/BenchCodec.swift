@@ -93,6 +93,7 @@ public struct BenchRequestBuffer {
     }
 
     /// Appends a static string's UTF-8.
+    @inline(__always)
     public mutating func append(_ text: StaticString) {
         append(UnsafeRawBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
     }
@@ -118,14 +119,6 @@ public struct BenchRequestBuffer {
         precondition(offset >= 0 && offset + bytes.count <= count)
         guard !bytes.isEmpty else { return }
         (storage.baseAddress! + offset).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
-    }
-
-    /// Moves the bytes from `offset` on `by` bytes forward (room for a header before them).
-    mutating func shift(from offset: Int, by distance: Int) {
-        precondition(count + distance <= storage.count, "BenchRequestBuffer: request longer than maxRequestLength (\(storage.count))")
-        let base = storage.baseAddress!
-        (base + offset + distance).copyMemory(from: UnsafeRawPointer(base + offset), byteCount: count - offset)
-        count += distance
     }
 
     /// The writable bytes from `offset` to the end of what is written.

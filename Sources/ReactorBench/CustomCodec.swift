@@ -40,7 +40,7 @@ struct CustomCodec: BenchCodec {
             if !ends { request.append(delimiter) }
         case .lengthPrefix(let width):
             for shift in stride(from: (width.rawValue - 1) * 8, through: 0, by: -8) {
-                request.append(UInt8(truncatingIfNeeded: UInt64(length) >> UInt64(shift)))
+                request.append(UInt8(truncatingIfNeeded: UInt64(length) &>> UInt64(shift)))
             }
             rotateHeader(&request, start: 0, length: length, header: width.rawValue)
         case .netstring:

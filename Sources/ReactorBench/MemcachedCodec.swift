@@ -33,7 +33,7 @@ struct MemcachedCodec: BenchCodec {
         if next == spec.schedule.count { next = 0 }
         let command = spec.commands[index]
         values.begin(context)
-        request.tag = UInt64(index) | UInt64(values.key) << 16
+        request.tag = UInt64(index) | UInt64(values.key) &<< 16
         if command.isStorage {
             command.arguments[0].write(into: &request, values: &values)
             request.append(UInt8(ascii: " "))
@@ -76,7 +76,7 @@ struct MemcachedCodec: BenchCodec {
                 let dataEnd = reply.count - 7  // "\r\nEND\r\n"
                 guard dataEnd >= lineEnd + 2 else { return .wrongResponse }
                 let data = Bytes.slice(reply, (lineEnd + 2)..<dataEnd)
-                return TemplateValues.isValue(data, forKey: Int(tag >> 16), size: spec.size, seed: spec.seed) ? .hit : .wrongResponse
+                return TemplateValues.isValue(data, forKey: Int(tag &>> 16), size: spec.size, seed: spec.seed) ? .hit : .wrongResponse
             case .ping, .other:
                 return .ok
             }

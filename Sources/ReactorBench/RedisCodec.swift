@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 import ReactorCore
 import ReactorFraming
 
@@ -29,13 +33,13 @@ struct RedisCodec: BenchCodec {
         let index = spec.schedule[next]
         next += 1
         if next == spec.schedule.count { next = 0 }
-        let command = spec.commands[index]
         values.begin(context)
-        request.tag = UInt64(index) | UInt64(values.key) << 16
+        request.tag = UInt64(index) | UInt64(values.key) &<< 16
+        let arguments = spec.commands[index].arguments
         request.append(UInt8(ascii: "*"))
-        request.appendDecimal(command.arguments.count)
+        request.appendDecimal(arguments.count)
         request.append("\r\n")
-        for argument in command.arguments {
+        for argument in arguments {
             let start = request.count
             argument.write(into: &request, values: &values)
             let length = request.count - start
@@ -62,7 +66,7 @@ struct RedisCodec: BenchCodec {
                 guard first == UInt8(ascii: "$"), let crlf = Bytes.findCRLF(reply, from: 1) else { return .wrongResponse }
                 guard checkValue else { return .hit }
                 let value = Bytes.slice(reply, (crlf + 2)..<(reply.count - 2))
-                return TemplateValues.isValue(value, forKey: Int(tag >> 16), size: spec.size, seed: spec.seed) ? .hit : .wrongResponse
+                return TemplateValues.isValue(value, forKey: Int(tag &>> 16), size: spec.size, seed: spec.seed) ? .hit : .wrongResponse
             case .other: return .ok
             }
         }
@@ -70,25 +74,17 @@ struct RedisCodec: BenchCodec {
 }
 
 /// Moves `header` bytes written after an argument of `length` bytes at `start` to before
-/// it, without allocating (three reversals).
+/// it: the header aside on the stack, the argument moved up, the header in front.
 @inline(__always)
 func rotateHeader(_ request: inout BenchRequestBuffer, start: Int, length: Int, header: Int) {
-    guard length > 0 else { return }
+    guard length > 0, header > 0 else { return }
     let bytes = request.written(from: start)
-    func reverse(_ low: Int, _ high: Int) {
-        var i = low
-        var j = high - 1
-        while i < j {
-            let byte = bytes[i]
-            bytes[i] = bytes[j]
-            bytes[j] = byte
-            i += 1
-            j -= 1
-        }
+    let base = bytes.baseAddress!
+    withUnsafeTemporaryAllocation(byteCount: header, alignment: 1) { saved in
+        saved.baseAddress!.copyMemory(from: base + length, byteCount: header)
+        memmove(base + header, base, length)  // the two ranges overlap
+        base.copyMemory(from: UnsafeRawPointer(saved.baseAddress!), byteCount: header)
     }
-    reverse(0, length)
-    reverse(length, length + header)
-    reverse(0, length + header)
 }
 
 /// The commands of a Redis or memcached run, compiled once and shared by every connection.

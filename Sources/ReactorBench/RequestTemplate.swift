@@ -188,8 +188,8 @@ struct TemplateValues {
         while offset < size {
             var word = generator.next()
             for _ in 0..<Swift.min(8, size - offset) {
-                if bytes[offset] != alphabet[Int(word & 63)] { return false }
-                word >>= 8
+                if bytes[offset] != alphabet.utf8Start[Int(word & 63)] { return false }
+                word &>>= 8
                 offset += 1
             }
         }
@@ -201,19 +201,21 @@ struct TemplateValues {
     @inline(__always)
     static func writeValue(forKey key: Int, size: Int, seed: UInt64, into buffer: inout BenchRequestBuffer) {
         var generator = SplitMix64(seed: seed ^ (UInt64(key) &* 0x9E37_79B9_7F4A_7C15))
+        let letters = alphabet.utf8Start
         var offset = 0
         while offset < size {
             var word = generator.next()
             for _ in 0..<Swift.min(8, size - offset) {
-                buffer.append(alphabet[Int(word & 63)])
-                word >>= 8
+                buffer.append(letters[Int(word & 63)])
+                word &>>= 8
                 offset += 1
             }
         }
     }
 
-    /// 64 printable bytes, none of them a space, `\r`, `\n` or a brace.
-    static let alphabet: [UInt8] = Array("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_".utf8)
+    /// 64 printable bytes, none of them a space, `\r`, `\n` or a brace; a static string,
+    /// read through its pointer (no array access per byte).
+    static var alphabet: StaticString { "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_" }
 }
 
 /// How `{key}` is drawn.
@@ -302,7 +304,7 @@ struct ZipfSampler {
 
     func sample(_ generator: inout SplitMix64) -> Int {
         while true {
-            let uniform = Double(generator.next() >> 11) * 0x1p-53
+            let uniform = Double(generator.next() &>> 11) * 0x1p-53
             let u = hIntegralElements + uniform * (hIntegralX1 - hIntegralElements)
             let x = ZipfSampler.hIntegralInverse(u, exponent)
             var k = Int(x + 0.5)
