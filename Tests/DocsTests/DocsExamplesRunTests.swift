@@ -47,18 +47,17 @@ import Testing
     /// docs/bench.md's protocol of your own: every response checked, and a server that
     /// answers with the wrong number is caught.
     @Test func benchCodecOfYourOwnLoadsALineServer() throws {
-        let (thread, port) = try Self.serve { FramedConnection(framer: DelimiterFramer.line(), handler: PongLines(wrong: false)) }
-        defer { thread.stop() }
-        let result = try benchPingServer(port: port)
-        #expect(result.protocolName == "ping")
-        #expect(result.requests > 500, "\(result.requests) requests")
-        #expect(result.errors.total == 0, "\(result.errors)")
-
-        let (wrongThread, wrongPort) = try Self.serve { FramedConnection(framer: DelimiterFramer.line(), handler: PongLines(wrong: true)) }
-        defer { wrongThread.stop() }
-        let wrong = try benchPingServer(port: wrongPort)
-        #expect(wrong.errors.wrongResponse > 0, "\(wrong.errors)")
-        #expect(wrong.requests < wrong.errors.wrongResponse, "\(wrong.requests) passed of \(wrong.errors.wrongResponse) wrong")
+        try withServer(makeHandler: { _, _ in FramedConnection(framer: DelimiterFramer.line(), handler: PongLines(wrong: false)) }) { server in
+            let result = try benchPingServer(port: server.port)
+            #expect(result.protocolName == "ping")
+            #expect(result.requests > 500, "\(result.requests) requests")
+            #expect(result.errors.total == 0, "\(result.errors)")
+        }
+        try withServer(makeHandler: { _, _ in FramedConnection(framer: DelimiterFramer.line(), handler: PongLines(wrong: true)) }) { server in
+            let wrong = try benchPingServer(port: server.port)
+            #expect(wrong.errors.wrongResponse > 0, "\(wrong.errors)")
+            #expect(wrong.requests < wrong.errors.wrongResponse, "\(wrong.requests) passed of \(wrong.errors.wrongResponse) wrong")
+        }
     }
 }
 

@@ -25,7 +25,7 @@ extension BenchTests {
         @Test func redisErrorRepliesAndWrongValuesAreCaught() throws {
             // Per command: an error, a bulk that is not the value SET wrote, +OK (right for
             // SET, wrong for GET), in turn.
-            let server = try TestServer.start { _ in
+            try withServer(makeHandler: { _, _ in
                 FramedConnection(framer: DelimiterFramer.crlf(), handler: Replier { line, index in
                     guard line.first == UInt8(ascii: "*") else { return nil }
                     switch index % 3 {
@@ -34,112 +34,110 @@ extension BenchTests {
                     default: return "+OK\r\n"
                     }
                 })
+            }) { server in
+                var redis = options(port: server.port, .redis)
+                redis.commands = [BenchOptions.Command("SET k{key} {value}"), BenchOptions.Command("GET k{key}")]
+                let result = try BenchRunner.run(redis)
+                #expect(result.errors.serverError > 0, "\(result.errors.nonZero)")
+                #expect(result.errors.wrongResponse > 0, "\(result.errors.nonZero)")
+                #expect(result.requests > 0, "+OK to a SET passes")
+                #expect(result.requests < result.errors.total)
+                #expect(result.hits == 0)
             }
-            defer { server.stop() }
-            var redis = options(port: server.port, .redis)
-            redis.commands = [BenchOptions.Command("SET k{key} {value}"), BenchOptions.Command("GET k{key}")]
-            let result = try BenchRunner.run(redis)
-            #expect(result.errors.serverError > 0, "\(result.errors.nonZero)")
-            #expect(result.errors.wrongResponse > 0, "\(result.errors.nonZero)")
-            #expect(result.requests > 0, "+OK to a SET passes")
-            #expect(result.requests < result.errors.total)
-            #expect(result.hits == 0)
         }
 
         @Test func memcachedServerErrorsAndWrongKeysAreCaught() throws {
-            let server = try TestServer.start { _ in
+            try withServer(makeHandler: { _, _ in
                 FramedConnection(framer: DelimiterFramer.crlf(), handler: Replier { line, index in
                     let text = String(decoding: line, as: UTF8.self)
                     guard text.hasPrefix("get ") || text.hasPrefix("set ") else { return nil }  // a set's data line
                     if text.hasPrefix("set ") { return index % 2 == 0 ? "SERVER_ERROR out of memory\r\n" : "STORED\r\n" }
                     return "VALUE other 0 3\r\nabc\r\nEND\r\n"
                 })
+            }) { server in
+                var memcached = options(port: server.port, .memcached)
+                memcached.commands = [BenchOptions.Command("set k{key} {value}"), BenchOptions.Command("get k{key}")]
+                let result = try BenchRunner.run(memcached)
+                #expect(result.errors.serverError > 0, "\(result.errors.nonZero)")
+                #expect(result.errors.wrongResponse > 0, "a VALUE for another key: \(result.errors.nonZero)")
+                #expect(result.hits == 0)
             }
-            defer { server.stop() }
-            var memcached = options(port: server.port, .memcached)
-            memcached.commands = [BenchOptions.Command("set k{key} {value}"), BenchOptions.Command("get k{key}")]
-            let result = try BenchRunner.run(memcached)
-            #expect(result.errors.serverError > 0, "\(result.errors.nonZero)")
-            #expect(result.errors.wrongResponse > 0, "a VALUE for another key: \(result.errors.nonZero)")
-            #expect(result.hits == 0)
         }
 
         @Test func http500sAreErrorsAndChunkedBodiesAreFramed() throws {
-            let server = try TestServer.start { _ in HTTPReplier() }
-            defer { server.stop() }
-            let result = try BenchRunner.run(options(port: server.port, .http))
-            let ok = result.statusCodes[200] ?? 0
-            let failed = result.statusCodes[500] ?? 0
-            #expect(ok > 0 && failed > 0, "\(result.statusCodes)")
-            #expect(result.errors.httpStatus == failed, "\(result.errors.nonZero)")
-            #expect(result.requests == ok)
-            #expect(result.errors.framing == 0, "chunked responses frame: \(result.errors.nonZero)")
+            try withServer(makeHandler: { _, _ in HTTPReplier() }) { server in
+                let result = try BenchRunner.run(options(port: server.port, .http))
+                let ok = result.statusCodes[200] ?? 0
+                let failed = result.statusCodes[500] ?? 0
+                #expect(ok > 0 && failed > 0, "\(result.statusCodes)")
+                #expect(result.errors.httpStatus == failed, "\(result.errors.nonZero)")
+                #expect(result.requests == ok)
+                #expect(result.errors.framing == 0, "chunked responses frame: \(result.errors.nonZero)")
+            }
         }
 
         @Test func shortFramesAreClosedConnectionsNotResponses() throws {
             // Answers a length-prefixed frame with a header promising more than follows, then closes.
-            let server = try TestServer.start { _ in ShortFrameServer() }
-            defer { server.stop() }
-            var custom = options(port: server.port, .custom)
-            custom.requests = ["hello {seq}"]
-            custom.responseFraming = "int32"
-            let result = try BenchRunner.run(custom)
-            #expect(result.requests == 0)
-            #expect(result.errors.closed > 0, "\(result.errors.nonZero)")
+            try withServer(makeHandler: { _, _ in ShortFrameServer() }) { server in
+                var custom = options(port: server.port, .custom)
+                custom.requests = ["hello {seq}"]
+                custom.responseFraming = "int32"
+                let result = try BenchRunner.run(custom)
+                #expect(result.requests == 0)
+                #expect(result.errors.closed > 0, "\(result.errors.nonZero)")
+            }
         }
 
         @Test func customMatchesCatchWrongPayloads() throws {
-            let server = try TestServer.start { _ in
+            try withServer(makeHandler: { _, _ in
                 FramedConnection(framer: DelimiterFramer.line(), handler: Replier { line, index in
                     index % 2 == 0 ? "OK \(index)\n" : "NO\n"
                 })
+            }) { server in
+                for expect in ["prefix:OK ", "regex:^OK [0-9]+$"] {
+                    var custom = options(port: server.port, .custom)
+                    custom.requests = ["ask {seq}"]
+                    custom.responseFraming = "line"
+                    custom.expect = expect
+                    let result = try BenchRunner.run(custom)
+                    #expect(result.requests > 0 && result.errors.wrongResponse > 0, "\(expect): \(result.requests), \(result.errors.nonZero)")
+                    #expect(abs(result.requests - result.errors.wrongResponse) <= 8, "\(expect): half and half")
+                }
+                var echo = options(port: server.port, .custom)
+                echo.requests = ["ask {seq}"]
+                echo.responseFraming = "line"
+                let result = try BenchRunner.run(echo)
+                #expect(result.requests == 0 && result.errors.wrongResponse > 0, "echo: \(result.errors.nonZero)")
             }
-            defer { server.stop() }
-            for expect in ["prefix:OK ", "regex:^OK [0-9]+$"] {
-                var custom = options(port: server.port, .custom)
-                custom.requests = ["ask {seq}"]
-                custom.responseFraming = "line"
-                custom.expect = expect
-                let result = try BenchRunner.run(custom)
-                #expect(result.requests > 0 && result.errors.wrongResponse > 0, "\(expect): \(result.requests), \(result.errors.nonZero)")
-                #expect(abs(result.requests - result.errors.wrongResponse) <= 8, "\(expect): half and half")
-            }
-            var echo = options(port: server.port, .custom)
-            echo.requests = ["ask {seq}"]
-            echo.responseFraming = "line"
-            let result = try BenchRunner.run(echo)
-            #expect(result.requests == 0 && result.errors.wrongResponse > 0, "echo: \(result.errors.nonZero)")
         }
 
         @Test func idleConnectionsTheServerDropsAreNotReportedAsHeld() throws {
             let accepted = Counter()
-            let server = try TestServer.start { _ in
-                accepted.next() % 2 == 0 ? ByteEcho() as any ConnectionHandler : CloseAfterFirstReply()
+            try withServer(makeHandler: { _, _ in accepted.next() % 2 == 0 ? ByteEcho() as any ConnectionHandler : CloseAfterFirstReply() }) { server in
+                var idle = options(port: server.port, .raw)
+                idle.mode = .idle
+                idle.connections = 20
+                idle.depth = 1
+                idle.serverPID = getpid()
+                let result = try BenchRunner.run(idle)
+                #expect(result.idleConnections == 10, "\(result.idleConnections ?? -1)")
+                #expect(result.idleHeldAll == false)
+                #expect(result.serverRSSPerConnectionBytes == nil)
+                let text = BenchSummary.text(result)
+                #expect(text.contains("10 of 20") && text.contains("not every connection was held"), "\(text)")
+                #expect(!text.contains("VmRSS growth"))
             }
-            defer { server.stop() }
-            var idle = options(port: server.port, .raw)
-            idle.mode = .idle
-            idle.connections = 20
-            idle.depth = 1
-            idle.serverPID = getpid()
-            let result = try BenchRunner.run(idle)
-            #expect(result.idleConnections == 10, "\(result.idleConnections ?? -1)")
-            #expect(result.idleHeldAll == false)
-            #expect(result.serverRSSPerConnectionBytes == nil)
-            let text = BenchSummary.text(result)
-            #expect(text.contains("10 of 20") && text.contains("not every connection was held"), "\(text)")
-            #expect(!text.contains("VmRSS growth"))
         }
 
         @Test func theCommandExitsNonZeroWhenIdleConnectionsFail() throws {
-            let server = try TestServer.start { _ in CloseAfterFirstReply() }
-            defer { server.stop() }
-            let child = try ChildProcess.reactor([
-                "bench", "127.0.0.1:\(server.port)", "--mode", "idle", "--connections", "5", "--duration", "0.5", "--warmup", "0.3", "--quiet",
-            ])
-            let status = child.waitForExit(timeout: .seconds(10))
-            #expect(status != nil && status != 0, "exit \(String(describing: status))")
-            #expect(child.standardOutput.contains("0 of 5"), "\(child.standardOutput)")
+            try withServer(makeHandler: { _, _ in CloseAfterFirstReply() }) { server in
+                let child = try ChildProcess.reactor([
+                    "bench", "127.0.0.1:\(server.port)", "--mode", "idle", "--connections", "5", "--duration", "0.5", "--warmup", "0.3", "--quiet",
+                ])
+                let status = child.waitForExit(timeout: .seconds(10))
+                #expect(status != nil && status != 0, "exit \(String(describing: status))")
+                #expect(child.standardOutput.contains("0 of 5"), "\(child.standardOutput)")
+            }
         }
     }
 }
@@ -193,35 +191,34 @@ final class CloseAfterFirstReply: ConnectionHandler {
 
 extension BenchTests.WrongServerTests {
     @Test func customTemplatesOverUDPAndFromAFile() throws {
-        let server = try TestServer.startUDPEcho()
-        defer { server.stop() }
-        var udp = BenchOptions()
-        udp.port = server.port
-        udp.protocol = .custom
-        udp.transport = .udp
-        udp.requests = ["probe {conn} {seq}"]
-        udp.connections = 4
-        udp.depth = 2
-        udp.warmup = .zero
-        udp.duration = .seconds(1)
-        let echoed = try BenchRunner.run(udp)
-        #expect(echoed.requests > 100 && echoed.errors.total - echoed.errors.lost == 0, "\(echoed.errors.nonZero)")
+        try withUDPEchoServer { server in
+            var udp = BenchOptions()
+            udp.port = server.port
+            udp.protocol = .custom
+            udp.transport = .udp
+            udp.requests = ["probe {conn} {seq}"]
+            udp.connections = 4
+            udp.depth = 2
+            udp.warmup = .zero
+            udp.duration = .seconds(1)
+            let echoed = try BenchRunner.run(udp)
+            #expect(echoed.requests > 100 && echoed.errors.total - echoed.errors.lost == 0, "\(echoed.errors.nonZero)")
 
-        udp.expect = "exact:pong"
-        let wrong = try BenchRunner.run(udp)
-        #expect(wrong.requests == 0 && wrong.errors.wrongResponse > 0, "\(wrong.errors.nonZero)")
-
+            udp.expect = "exact:pong"
+            let wrong = try BenchRunner.run(udp)
+            #expect(wrong.requests == 0 && wrong.errors.wrongResponse > 0, "\(wrong.errors.nonZero)")
+        }
         // A request file through the command: one template per line, round-robin.
-        let tcp = try TestServer.start { _ in ByteEcho() }
-        defer { tcp.stop() }
-        let file = FileManager.default.temporaryDirectory.appendingPathComponent("bench-requests-\(getpid()).txt").path
-        defer { try? FileManager.default.removeItem(atPath: file) }
-        try "first {seq}\nsecond {key}\n".write(toFile: file, atomically: true, encoding: .utf8)
-        let child = try ChildProcess.reactor([
-            "bench", "127.0.0.1:\(tcp.port)", "--protocol", "custom", "--request-file", file, "--response", "crlf",
-            "--connections", "2", "--duration", "0.5", "--warmup", "0", "--quiet",
-        ])
-        #expect(child.waitForExit(timeout: .seconds(10)) == 0, "\(child.standardError)")
-        #expect(child.standardOutput.contains("custom requests") && child.standardOutput.contains("errors: 0"), "\(child.standardOutput)")
+        try withEchoServer { tcp in
+            let file = FileManager.default.temporaryDirectory.appendingPathComponent("bench-requests-\(getpid()).txt").path
+            defer { try? FileManager.default.removeItem(atPath: file) }
+            try "first {seq}\nsecond {key}\n".write(toFile: file, atomically: true, encoding: .utf8)
+            let child = try ChildProcess.reactor([
+                "bench", "127.0.0.1:\(tcp.port)", "--protocol", "custom", "--request-file", file, "--response", "crlf",
+                "--connections", "2", "--duration", "0.5", "--warmup", "0", "--quiet",
+            ])
+            #expect(child.waitForExit(timeout: .seconds(10)) == 0, "\(child.standardError)")
+            #expect(child.standardOutput.contains("custom requests") && child.standardOutput.contains("errors: 0"), "\(child.standardOutput)")
+        }
     }
 }
