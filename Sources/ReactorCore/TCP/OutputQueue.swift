@@ -7,9 +7,10 @@
 /// ``Outcome`` into writability, the output budget and the write event.
 struct OutputQueue: ~Copyable {
     private var queue = ByteQueue()
-    /// The reactor's pool, unretained: the reactor outlives its connections, and a retain
-    /// and release of the pool per write were a tenth of a pipelined line's instructions.
-    /// Held here, it is loaded only when storage must grow, not on every write.
+    /// The reactor's pool, unretained: the connection holds its reactor strongly, so the
+    /// pool outlives the queue, and a retain and release of the pool per write were a tenth
+    /// of a pipelined line's instructions. Held here, it is loaded only when storage must
+    /// grow, not on every write.
     private let unretainedPool: Unmanaged<BufferPool>
 
     /// What became of a write.
