@@ -47,14 +47,12 @@ public final class Reactor {
     /// while the total is over the budget stops reading and is not writable until the
     /// total falls to half the budget or its own queue empties. Peers that never read
     /// their replies cannot push memory past it by more than one read's output each.
-    public let outputBudget: Int
+    public var outputBudget: Int { budget.limit }
     /// Bytes queued in all connections' output queues: with ``throttledConnectionCount``,
     /// the output budget's gauge for operators (docs/operations.md).
-    @exclusivity(unchecked) public internal(set) var queuedOutputBytes = 0
-    /// Connections throttled by the output budget, in the order they were throttled.
-    @exclusivity(unchecked) var throttledConnections: [Connection] = []
-    var budgetReleaseScheduled = false
-    var lastBudgetNotice: UInt64 = 0
+    public var queuedOutputBytes: Int { budget.queued }
+    /// The output budget's state and rules.
+    @exclusivity(unchecked) package var budget: OutputBudget
 
     let base: EventBase
     let readBuffer: UnsafeMutableRawBufferPointer
@@ -101,7 +99,7 @@ public final class Reactor {
         let base = try EventBase()
         self.base = base
         self.logger = logger
-        self.outputBudget = outputBudget
+        self.budget = OutputBudget(limit: outputBudget)
         self.readBuffer = .allocate(byteCount: readBufferSize, alignment: 16)
         do {
             self.mailbox = try Mailbox()
@@ -292,6 +290,22 @@ public final class Reactor {
     private func fireTimers() {
         timers.fireDue(now: Reactor.now)
         armTimerEvent()
+    }
+
+    /// Runs the work queued with ``runSoon(_:)`` and the timers that are due, here and now,
+    /// without the loop: for tests that drive connections in memory on their own thread
+    /// (`EmbeddedConnection` in ReactorTestSupport). Returns whether anything ran.
+    package func runPendingWork() -> Bool {
+        var ran = false
+        if !soonQueue.isEmpty {
+            runSoonQueue()
+            ran = true
+        }
+        if !timers.isFiring, let next = timers.first, next.deadline <= Reactor.now {
+            fireTimers()
+            ran = true
+        }
+        return ran
     }
 
     // MARK: - Deferred work and the mailbox

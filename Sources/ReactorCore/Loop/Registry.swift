@@ -54,7 +54,7 @@ struct Registry {
     /// Returns false when `connection` was not registered.
     mutating func remove(_ connection: Connection) -> Bool {
         let fd = Int(connection.fileDescriptor)
-        guard fd < connections.count, connections[fd] === connection else { return false }
+        guard fd >= 0, fd < connections.count, connections[fd] === connection else { return false }
         connections[fd] = nil
         connectionCount -= 1
         return true

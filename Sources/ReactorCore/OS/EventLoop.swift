@@ -74,25 +74,32 @@ struct LoopEvents: ~Copyable {
         case signal(Int32)
     }
 
-    // Ten bytes in the owner (a connection has one of these): the allocation, how many
-    // events it holds, which are armed.
+    // Eleven bytes in the owner (a connection has one of these): the allocation, how many
+    // events it holds, which are armed, whether libevent is behind them.
     private let storage: UnsafeMutableRawPointer
     private let count: UInt8
     private var armed: UInt8 = 0
+    /// False for events that only record being armed, with no libevent event behind them.
+    private let backed: Bool
 
     /// Where each event of an allocation starts: libevent's `struct event` size, rounded
     /// up to 16 bytes.
     private static let stride = (Int(event_get_struct_event_size()) + 15) & ~15
 
-    /// Room for `count` events (at most 8), none assigned yet.
-    init(count: Int) {
+    /// Room for `count` events (at most 8), none assigned yet. With `backed` false, arming
+    /// only records the wish: for a connection over memory in tests, whose readiness the
+    /// test decides (``Connection/readArmed``).
+    init(count: Int, backed: Bool = true) {
         precondition(count > 0 && count <= 8, "LoopEvents holds 1 to 8 events")
         self.count = UInt8(count)
+        self.backed = backed
         storage = .allocate(byteCount: count * LoopEvents.stride, alignment: 16)
     }
 
     deinit {
-        for index in 0..<Int(count) where armed & (1 << index) != 0 { event_del(event(index)) }
+        if backed {
+            for index in 0..<Int(count) where armed & (1 << index) != 0 { event_del(event(index)) }
+        }
         storage.deallocate()
     }
 
@@ -124,13 +131,14 @@ struct LoopEvents: ~Copyable {
     @discardableResult
     mutating func arm(_ index: Int) -> Bool {
         armed |= 1 << index
-        return event_add(event(index), nil) == 0
+        return !backed || event_add(event(index), nil) == 0
     }
 
     /// Starts watching, or restarts the timeout of an armed event: it fires after
     /// `nanoseconds` (rounded up to libevent's microseconds) if nothing else fires it first.
     mutating func arm(_ index: Int, timeout nanoseconds: UInt64) {
         armed |= 1 << index
+        guard backed else { return }
         let micros = (nanoseconds &+ 999) / 1000
         var delay = timeval(tv_sec: Int(micros / 1_000_000), tv_usec: Int(micros % 1_000_000))
         event_add(event(index), &delay)
@@ -140,7 +148,7 @@ struct LoopEvents: ~Copyable {
     mutating func disarm(_ index: Int) {
         guard armed & (1 << index) != 0 else { return }
         armed &= ~(1 << index)
-        event_del(event(index))
+        if backed { event_del(event(index)) }
     }
 
     /// Disarms every event, before the base goes.

@@ -12,9 +12,10 @@ import Logging
 /// Use it on the reactor thread only. After it closes, writes return false and the
 /// other operations do nothing.
 public final class Connection {
-    /// Where the connection is in its life.
+    /// Where the connection is in its life (a coarse view of its state machine,
+    /// ``ConnectionLifecycle``).
     public enum Phase: Sendable, Equatable {
-        /// Reading and writing.
+        /// Reading and writing, or one of them after a half-close.
         case open
         /// ``Connection/close()`` was called, or the peer sent FIN: flushing output.
         case closing
@@ -29,74 +30,91 @@ public final class Connection {
     /// makes (docs/architecture.md, "Ownership").
     public let reactor: Reactor
     /// The socket. Valid until the connection closes.
-    package let fileDescriptor: Int32
+    package var fileDescriptor: Int32 { transport.fd }
     /// The remote end's address.
     public let peerAddress: SocketAddress
     // Mutable state is confined to the reactor thread and never passed inout across a
     // call that reaches user code, so Swift's dynamic exclusivity checks (a third of the
     // per-request instructions when enabled) are turned off for it.
 
-    /// Where the connection is in its life.
-    @exclusivity(unchecked) public private(set) var phase: Phase = .open
+    /// The life cycle: open, half-closed either way, closing, lingering, closed.
+    @exclusivity(unchecked) package private(set) var lifecycle = ConnectionLifecycle()
     /// False while queued output is above the high watermark, or while the reactor's
     /// output budget throttles the connection (``isThrottled``); see
     /// ``ConnectionHandler/writabilityChanged(_:)``.
     @exclusivity(unchecked) public private(set) var isWritable = true
     /// True between ``pauseReading()`` and ``resumeReading()``.
     @exclusivity(unchecked) public private(set) var isReadingPaused = false
-    /// True once the peer has sent FIN.
-    @exclusivity(unchecked) public private(set) var isInputClosed = false
-    /// True once ``shutdownOutput()`` was called.
-    @exclusivity(unchecked) public private(set) var isOutputShutdown = false
     /// True while the reactor's ``Reactor/outputBudget`` holds this connection: it queued
     /// output while all connections together were over the budget, so it neither reads
     /// nor is writable until the total falls to half the budget or its own queue empties.
     @exclusivity(unchecked) public private(set) var isThrottled = false
 
     let config: ConnectionConfig
+    let transport: ConnectionTransport
     @exclusivity(unchecked) private(set) var handler: (any ConnectionHandler)?
     @exclusivity(unchecked) private var isReceiving = false
     @exclusivity(unchecked) var listener: TCPListener?
     /// Read and write readiness, both in one allocation.
-    @exclusivity(unchecked) private var events = LoopEvents(count: 2)
+    @exclusivity(unchecked) private var events: LoopEvents
     private static let readEvent = 0
     private static let writeEvent = 1
-    @exclusivity(unchecked) private var output = ByteQueue()
+    @exclusivity(unchecked) private var output: OutputQueue
     @exclusivity(unchecked) private var batchDepth = 0
-    @exclusivity(unchecked) private var closeReason = CloseReason.closed
     @exclusivity(unchecked) private var lastActivity: UInt64 = 0
     @exclusivity(unchecked) private var idleClockCountsReads = false
     @exclusivity(unchecked) private var idleTimer: ReactorTimer?
     @exclusivity(unchecked) private var closeTimer: ReactorTimer?
 
-    init(reactor: Reactor, fd: Int32, peer: SocketAddress, config: ConnectionConfig) {
+    init(reactor: Reactor, transport: ConnectionTransport, peer: SocketAddress, config: ConnectionConfig) {
         self.reactor = reactor
-        self.fileDescriptor = fd
+        self.transport = transport
         self.peerAddress = peer
         self.config = config
+        self.output = OutputQueue(pool: reactor.bufferPool)
+        self.events = LoopEvents(count: 2, backed: !transport.isMemory)
+        guard !transport.isMemory else { return }
         // The registry owns the connection while its events are armed, and finish() hands it
         // to the deferred `closed` notification before leaving the registry, so callbacks
         // can borrow it without a retain/release pair per event.
-        events.assign(Connection.readEvent, on: reactor.base, .readable(fd), owner: self) { _, _, context in
+        events.assign(Connection.readEvent, on: reactor.base, .readable(transport.fd), owner: self) { _, _, context in
             LoopEvents.withBorrowedOwner(context, Connection.self) { $0.readable() }
         }
-        events.assign(Connection.writeEvent, on: reactor.base, .writable(fd), owner: self) { _, _, context in
+        events.assign(Connection.writeEvent, on: reactor.base, .writable(transport.fd), owner: self) { _, _, context in
             LoopEvents.withBorrowedOwner(context, Connection.self) { $0.flushQueued() }
         }
     }
 
-    deinit {
-        if phase != .closed {
-            // Never started (its handler factory was never reached): release the socket.
-            Socket.close(fileDescriptor)
-        }
+    convenience init(reactor: Reactor, fd: Int32, peer: SocketAddress, config: ConnectionConfig) {
+        self.init(reactor: reactor, transport: ConnectionTransport(fd: fd), peer: peer, config: config)
     }
 
+    /// A connection over `memory` instead of a socket, for tests: not registered with
+    /// the reactor, and its reads and writes run only when the test drives them
+    /// (``readable()``, ``flushQueued()``; see `EmbeddedConnection` in ReactorTestSupport).
+    package convenience init(reactor: Reactor, memory: MemoryTransport, peer: SocketAddress, options: ConnectionOptions) {
+        self.init(reactor: reactor, transport: ConnectionTransport(memory: memory), peer: peer, config: ConnectionConfig(options))
+    }
+
+    deinit {
+        if lifecycle.state != .closed {
+            // Never started (its handler factory was never reached): release the socket.
+            transport.close(reset: false)
+        }
+        transport.releaseMemory()
+    }
+
+    /// The socket is watched for input (for a connection over memory: it would be).
+    package var readArmed: Bool { events.isArmed(Connection.readEvent) }
+
+    /// The socket is watched for writability: output is queued.
+    package var writeArmed: Bool { events.isArmed(Connection.writeEvent) }
+
     /// Registers with the reactor, applies socket options and starts reading.
-    func start(handler: any ConnectionHandler) {
+    package func start(handler: any ConnectionHandler) {
         self.handler = handler
-        reactor.register(self)
-        if config.options.noDelay { Socket.setNoDelay(fileDescriptor) }
+        if !transport.isMemory { reactor.register(self) }
+        if config.options.noDelay, !transport.isMemory { Socket.setNoDelay(transport.fd) }
         if let idle = config.idleTimeoutNanoseconds {
             idleClockCountsReads = true
             lastActivity = Reactor.coarseNow
@@ -108,11 +126,20 @@ public final class Connection {
 
     // MARK: - Public operations
 
-    /// The local address of the socket, or nil once closed.
+    /// Where the connection is in its life.
+    public var phase: Phase { lifecycle.phase }
+
+    /// True once the peer has sent FIN (while the connection is still open or closing).
+    public var isInputClosed: Bool { lifecycle.isInputClosed }
+
+    /// True once ``shutdownOutput()`` was called.
+    public var isOutputShutdown: Bool { lifecycle.isOutputShutdown }
+
+    /// The local address of the socket, or nil once closed (and for a connection in memory).
     public var localAddress: SocketAddress? {
-        guard phase != .closed else { return nil }
+        guard lifecycle.state != .closed, !transport.isMemory else { return nil }
         reactor.assertInLoop()
-        return SocketAddress.of(fd: fileDescriptor, peer: false)
+        return SocketAddress.of(fd: transport.fd, peer: false)
     }
 
     /// The reactor's logger.
@@ -130,19 +157,9 @@ public final class Connection {
     /// buffers directly.
     @discardableResult
     package func write(_ bytes: UnsafeRawBufferPointer) -> Bool {
-        // The common reply, in full: one buffer, nothing queued, not batching, and the
-        // kernel takes it all. A plain send(2) here instead of the gather path saves about
-        // 60 instructions per echo request.
-        if output.isEmpty, batchDepth == 0, phase == .open, !isOutputShutdown, bytes.count > 0 {
-            reactor.assertInLoop()
-            let result = Socket.send(fileDescriptor, bytes)
-            if result == .done(bytes.count) {
-                noteActivity()
-                return true
-            }
-            return sendRemainder(bytes, ByteQueue.none, ByteQueue.none, result: result)
-        }
-        return send(bytes, ByteQueue.none, ByteQueue.none)
+        guard lifecycle.acceptsWrites else { return false }
+        reactor.assertInLoop()
+        return wrote(output.write(bytes, batching: batchDepth > 0, via: transport))
     }
 
     /// Sends the bytes of a span (the ones just received, say), copying only what the
@@ -176,7 +193,9 @@ public final class Connection {
     package func write(
         prefix: UnsafeRawBufferPointer, _ payload: UnsafeRawBufferPointer, suffix: UnsafeRawBufferPointer
     ) -> Bool {
-        send(prefix, payload, suffix)
+        guard lifecycle.acceptsWrites else { return false }
+        reactor.assertInLoop()
+        return wrote(output.write(prefix, payload, suffix, batching: batchDepth > 0, via: transport))
     }
 
     /// Runs `body` with writes held back, then sends everything it wrote in one syscall.
@@ -191,7 +210,7 @@ public final class Connection {
         batchDepth += 1
         defer {
             batchDepth -= 1
-            if batchDepth == 0, !events.isArmed(Connection.writeEvent), phase == .open || phase == .closing { flushQueued() }
+            if batchDepth == 0, !writeArmed, lifecycle.isFlushing { flushQueued() }
         }
         return try body()
     }
@@ -201,16 +220,15 @@ public final class Connection {
     /// the socket. The handler hears ``CloseReason/closed``, or ``CloseReason/timedOut``
     /// if flushing takes longer than ``ConnectionOptions/closeTimeout``.
     public func close() {
-        guard phase == .open else { return }
+        guard lifecycle.state != .closed else { return }
         reactor.assertInLoop()
-        closeReason = .closed
-        beginClosing()
+        apply(.close)
     }
 
     /// Closes now, dropping queued output; the peer sees a reset. The handler hears
     /// ``CloseReason/aborted``.
     public func abort() {
-        guard phase != .closed else { return }
+        guard lifecycle.state != .closed else { return }
         reactor.assertInLoop()
         finish(.aborted, reset: true)
     }
@@ -218,16 +236,16 @@ public final class Connection {
     /// Half-closes: sends what is queued, then shuts down the sending side (the peer
     /// reads end-of-file) while this side goes on reading. Later writes return false.
     public func shutdownOutput() {
-        guard phase == .open, !isOutputShutdown else { return }
+        guard lifecycle.acceptsWrites else { return }
         reactor.assertInLoop()
-        isOutputShutdown = true
-        if output.isEmpty, batchDepth == 0 { shutdownSendingSide() }
+        apply(.shutdownOutput)
+        if output.isEmpty, batchDepth == 0, lifecycle.waitsForDrain { apply(.outputDrained) }
     }
 
     /// Stops reading from the socket; the kernel's receive buffer fills and TCP flow
     /// control slows the peer.
     public func pauseReading() {
-        if phase != .closed { reactor.assertInLoop() }
+        if lifecycle.state != .closed { reactor.assertInLoop() }
         isReadingPaused = true
         updateReadInterest()
     }
@@ -248,126 +266,93 @@ public final class Connection {
 
     /// Starts reading again after ``pauseReading()``.
     public func resumeReading() {
-        if phase != .closed { reactor.assertInLoop() }
+        if lifecycle.state != .closed { reactor.assertInLoop() }
         isReadingPaused = false
         updateReadInterest()
     }
 
+    // MARK: - The life cycle
+
+    /// Feeds `event` to the state machine and carries out its action.
+    private func apply(_ event: ConnectionLifecycle.Event) {
+        guard let action = lifecycle.handle(event) else {
+            assertionFailure("connection \(peerAddress): \(event) cannot happen in state \(lifecycle.state)")
+            return
+        }
+        switch action {
+        case .none:
+            break
+        case .notifyInputClosed:
+            updateReadInterest()
+            handler?.inputClosed(self)
+        case .drain:
+            beginClosing()
+        case .shutdownOutput:
+            transport.shutdownOutput()
+        case .shutdownOutputAndLinger:
+            beginLingering()
+        case .shutdownOutputAndFinish(let reason):
+            transport.shutdownOutput()
+            finished(reason, reset: false)
+        case .finish(let reason):
+            finished(reason, reset: false)
+        }
+    }
+
     // MARK: - Reading
 
-    private func readable() {
+    /// The socket is readable: one read into the reactor's buffer, handed to the handler.
+    package func readable() {
         let buffer = reactor.readBuffer
-        switch Socket.read(fileDescriptor, into: buffer) {
+        switch transport.read(into: buffer) {
         case .done(let count):
-            guard phase == .open else { return }  // lingering: the peer's late bytes are discarded
+            guard lifecycle.isOpen else { return }  // lingering: the peer's late bytes are discarded
             if idleClockCountsReads { lastActivity = Reactor.coarseNow }
             let bytes = unsafe RawSpan(_unsafeBytes: UnsafeRawBufferPointer(start: buffer.baseAddress, count: count))
             isReceiving = true
             handler?.received(bytes, on: self)
             isReceiving = false
         case .endOfFile:
-            peerSentFIN()
+            apply(.peerClosedInput(halfClosureAllowed: config.options.allowRemoteHalfClosure))
+            updateReadInterest()
         case .wouldBlock:
             return
         case .failed(let error):
-            if phase == .lingering {
-                finish(closeReason)
+            if lifecycle.state == .lingering {
+                apply(.lingerEnded)
             } else {
                 failed(errno: error, operation: .read)
             }
         }
     }
 
-    private func peerSentFIN() {
-        isInputClosed = true
-        updateReadInterest()
-        switch phase {
-        case .lingering:
-            finish(closeReason)
-        case .open where config.options.allowRemoteHalfClosure:
-            if isOutputShutdown && output.isEmpty {
-                finish(.endOfFile)
-            } else {
-                handler?.inputClosed(self)
-            }
-        case .open:
-            closeReason = .endOfFile
-            beginClosing()
-        case .closing, .closed:
-            break
-        }
-    }
-
     private func updateReadInterest() {
-        let wanted = switch phase {
-        case .open: !isReadingPaused && !isInputClosed && !isThrottled
-        case .lingering: !isInputClosed
-        case .closing, .closed: false
-        }
+        let wanted = lifecycle.wantsInput(paused: isReadingPaused || isThrottled)
         guard wanted != events.isArmed(Connection.readEvent) else { return }
         if wanted { events.arm(Connection.readEvent) } else { events.disarm(Connection.readEvent) }
     }
 
     // MARK: - Writing
 
-    /// Sends or queues up to three parts. Queueing comes first and is kept short: in a
-    /// write batch (a reply per pipelined request) every write takes that path.
+    /// Turns what the output queue did with a write into activity, the write event,
+    /// writability and the budget.
     @inline(__always)
-    private func send(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer, _ c: UnsafeRawBufferPointer) -> Bool {
-        guard phase == .open, !isOutputShutdown else { return false }
-        reactor.assertInLoop()
-        if batchDepth > 0 || !output.isEmpty {
-            output.append(a, b, c, pool: reactor.bufferPool)
-            if batchDepth == 0 { armWrite() }
-            return queuedMore(a.count &+ b.count &+ c.count)
-        }
-        return sendNow(a, b, c)
-    }
-
-    /// Nothing queued, not batching: one `sendmsg`, and only what the kernel refuses is
-    /// copied. Kept out of line so the queueing path it sits beside stays small.
-    @inline(never)
-    private func sendNow(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer, _ c: UnsafeRawBufferPointer) -> Bool {
-        let total = a.count + b.count + c.count
-        guard total > 0 else { return true }
-        let result = Socket.send(fileDescriptor, a, b, c)
-        if result == .done(total) {
+    private func wrote(_ outcome: OutputQueue.Outcome) -> Bool {
+        switch outcome {
+        case .sent:
             noteActivity()
             return true
-        }
-        return sendRemainder(a, b, c, result: result)
-    }
-
-    /// After a direct send that did not take everything: queue the rest and watch for
-    /// writability, or fail the connection on a real error.
-    private func sendRemainder(
-        _ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer, _ c: UnsafeRawBufferPointer, result: IOResult
-    ) -> Bool {
-        var sent = 0
-        let queuedBefore = output.count
-        switch result {
-        case .done(let count):
-            sent = count
-            noteActivity()
-        case .wouldBlock, .endOfFile:
-            break
+        case .queued(let added):
+            if batchDepth == 0 { armWrite() }
+            return queuedMore(added)
+        case .partlySent(let added, let progress):
+            if progress { noteActivity() }
+            armWrite()
+            return queuedMore(added)
         case .failed(let error):
             failed(errno: error, operation: .write)
             return false
         }
-        sent = enqueue(a, skipping: sent)
-        sent = enqueue(b, skipping: sent)
-        _ = enqueue(c, skipping: sent)
-        armWrite()
-        return queuedMore(output.count &- queuedBefore)
-    }
-
-    /// Queues what is left of `part` after the first `skipping` bytes (already sent);
-    /// returns how many of the skipped bytes belong to later parts.
-    private func enqueue(_ part: UnsafeRawBufferPointer, skipping: Int) -> Int {
-        guard skipping < part.count else { return skipping - part.count }
-        output.append(UnsafeRawBufferPointer(rebasing: part[skipping...]), pool: reactor.bufferPool)
-        return 0
     }
 
     /// After output grew by `added` bytes: crossing the high watermark makes the connection
@@ -375,26 +360,26 @@ public final class Connection {
     /// the output budget throttles it.
     @inline(__always)
     private func queuedMore(_ added: Int) -> Bool {
-        reactor.queuedOutputBytes &+= added
-        if output.count > config.options.writeBufferLimit {
+        let overBudget = reactor.budget.add(added)
+        if output.isOverLimit(config.options) {
             abortOverLimit()
             return false
         }
-        if isWritable, output.count > config.options.writeBufferHighWatermark {
+        if isWritable, output.isAboveHighWatermark(config.options) {
             isWritable = false
             handler?.writabilityChanged(self)
         }
-        if reactor.queuedOutputBytes > reactor.outputBudget, !isThrottled { overBudget() }
+        if overBudget, !isThrottled { throttle() }
         return true
     }
 
     /// Queued output while the reactor is over its output budget: stop reading and
     /// report not writable until ``budgetReleased()``.
     @inline(never)
-    private func overBudget() {
-        guard phase == .open else { return }  // the writability hook may have closed it
+    private func throttle() {
+        guard lifecycle.isOpen else { return }  // the writability hook may have closed it
         isThrottled = true
-        reactor.throttle(self)
+        reactor.budget.throttle(self, logger: reactor.logger)
         updateReadInterest()
         if isWritable {
             isWritable = false
@@ -407,7 +392,7 @@ public final class Connection {
     func budgetReleased() {
         guard isThrottled else { return }
         isThrottled = false
-        guard phase == .open else { return }
+        guard lifecycle.isOpen else { return }
         updateReadInterest()
         becameWritableIfDrained()
     }
@@ -421,23 +406,17 @@ public final class Connection {
 
     /// Sends queued output until it is gone or the kernel is full. Runs when the socket
     /// becomes writable, and at the end of a write batch.
-    private func flushQueued() {
-        sending: while !output.isEmpty {
-            let bytes = output.bytes
-            switch Socket.send(fileDescriptor, bytes) {
-            case .done(let count):
-                output.consume(count, pool: reactor.bufferPool)
-                reactor.queuedOutputBytes &-= count
-                noteActivity()
-                if count < bytes.count { break sending }
-            case .wouldBlock, .endOfFile:
-                break sending
-            case .failed(let error):
-                failed(errno: error, operation: .write)
-                return
-            }
+    package func flushQueued() {
+        let flushed = output.flush(via: transport)
+        if flushed.sent > 0 {
+            reactor.budget.subtract(flushed.sent)
+            noteActivity()
         }
-        if !reactor.throttledConnections.isEmpty { releaseBudget() }
+        guard flushed.error == 0 else {
+            failed(errno: flushed.error, operation: .write)
+            return
+        }
+        if reactor.budget.isThrottling { releaseBudget() }
         guard output.isEmpty else {
             armWrite()
             becameWritableIfDrained()
@@ -445,12 +424,8 @@ public final class Connection {
         }
         disarmWrite()
         becameWritableIfDrained()
-        guard phase != .closed else { return }  // the writability hook may have closed it
-        if phase == .closing {
-            beginLingering()
-        } else if isOutputShutdown {
-            shutdownSendingSide()
-        }
+        // The writability hook may have closed it; while open, a drained queue changes nothing.
+        if lifecycle.waitsForDrain { apply(.outputDrained) }
     }
 
     /// Output drained while some connections are throttled: this one goes free once its
@@ -459,14 +434,14 @@ public final class Connection {
     @inline(never)
     private func releaseBudget() {
         if isThrottled, output.isEmpty {
-            reactor.unthrottle(self)
+            reactor.budget.unthrottle(self)
             budgetReleased()
         }
         reactor.outputDrained()
     }
 
     private func becameWritableIfDrained() {
-        if !isWritable, !isThrottled, output.count <= config.options.writeBufferLowWatermark, phase == .open {
+        if !isWritable, !isThrottled, output.isAtLowWatermark(config.options), lifecycle.isOpen {
             isWritable = true
             handler?.writabilityChanged(self)
         }
@@ -489,35 +464,24 @@ public final class Connection {
     // MARK: - Closing
 
     private func beginClosing() {
-        phase = .closing
         updateReadInterest()
         closeTimer = reactor.schedule(after: config.options.closeTimeout) { [unowned self] _ in
             reactor.logger.debug("connection \(peerAddress): graceful close took longer than \(config.options.closeTimeout); aborting")
             finish(.timedOut, reset: true)
         }
-        if batchDepth == 0, !events.isArmed(Connection.writeEvent) { flushQueued() }
+        if batchDepth == 0, !writeArmed { flushQueued() }
     }
 
     private func beginLingering() {
-        phase = .lingering
-        Socket.shutdownOutput(fileDescriptor)
-        if isInputClosed {
-            finish(closeReason)
-            return
-        }
+        transport.shutdownOutput()
         updateReadInterest()
         // Everything owed is sent; the wait for the peer's FIN is a courtesy, kept short.
         closeTimer?.cancel()
-        closeTimer = reactor.schedule(after: config.options.lingerTimeout) { [unowned self] _ in finish(closeReason) }
-    }
-
-    private func shutdownSendingSide() {
-        Socket.shutdownOutput(fileDescriptor)
-        if isInputClosed { finish(.endOfFile) }
+        closeTimer = reactor.schedule(after: config.options.lingerTimeout) { [unowned self] _ in apply(.lingerEnded) }
     }
 
     private func checkIdle() {
-        guard let idle = config.idleTimeoutNanoseconds, phase == .open else { return }
+        guard let idle = config.idleTimeoutNanoseconds, lifecycle.isOpen else { return }
         let quiet = Reactor.coarseNow &- lastActivity
         if quiet >= idle {
             reactor.logger.debug("connection \(peerAddress): idle for \(Duration.nanoseconds(Int64(quiet))); closing")
@@ -535,23 +499,24 @@ public final class Connection {
         }
     }
 
-    /// Closes the socket and tells the handler, after the current callback returns.
+    /// Closes now: abort, a socket error, a timeout, teardown.
     private func finish(_ reason: CloseReason, reset: Bool = false) {
-        guard phase != .closed else { return }
-        phase = .closed
+        guard lifecycle.state != .closed else { return }
+        _ = lifecycle.handle(.finish(reason))
+        finished(reason, reset: reset)
+    }
+
+    /// The state machine reached closed: close the socket and tell the handler, after the
+    /// current callback returns.
+    private func finished(_ reason: CloseReason, reset: Bool) {
         events.disarmAll()
-        if reset {
-            Socket.closeWithReset(fileDescriptor)
-        } else {
-            Socket.close(fileDescriptor)
-        }
-        reactor.queuedOutputBytes &-= output.count
-        output.release(pool: reactor.bufferPool)
+        transport.close(reset: reset)
+        reactor.budget.subtract(output.release())
         if isThrottled {
             isThrottled = false
-            reactor.unthrottle(self)
+            reactor.budget.unthrottle(self)
         }
-        if !reactor.throttledConnections.isEmpty { reactor.outputDrained() }
+        if reactor.budget.isThrottling { reactor.outputDrained() }
         idleTimer?.cancel()
         closeTimer?.cancel()
         idleTimer = nil
@@ -561,7 +526,7 @@ public final class Connection {
         // The closure keeps the connection alive once the registry lets go (callbacks
         // borrow it without retaining).
         reactor.runSoon { handler?.closed(self, reason: reason) }
-        reactor.unregister(self)
+        if !transport.isMemory { reactor.unregister(self) }
         listener?.connectionClosed()
         listener = nil
     }
