@@ -3,7 +3,6 @@
 // are cut, when the peer's FIN comes) is set exactly by the test.
 
 import ReactorCore
-import ReactorServices
 import ReactorTestSupport
 import Testing
 
