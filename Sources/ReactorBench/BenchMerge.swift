@@ -71,21 +71,27 @@ public struct BenchMerge: Sendable {
                 throw BenchError("\(file): cannot read it as a JSON object (a file written by reactor bench --json)")
             }
             guard let clock = object["clock"] as? [String: Any], let histogram = object["histogram"] as? [String: Any],
-                  let encoded = histogram["corrected"] as? String,
                   let started = clock["started_unix"] as? Double, let start = clock["measure_start_unix"] as? Double,
                   let end = clock["measure_end_unix"] as? Double else {
                 throw BenchError("\(file): no clock and histogram: it was not written by a reactor bench that records them")
             }
-            let decoded: Histogram<UInt64>
-            do { decoded = try HistogramCoding.decode(encoded) } catch { throw BenchError("\(file): histogram: \(error.message)") }
-            corrected = add(decoded, to: corrected)
-            if let text = histogram["uncorrected"] as? String, allOpenLoop {
-                do { uncorrected = add(try HistogramCoding.decode(text), to: uncorrected) } catch {
-                    throw BenchError("\(file): uncorrected histogram: \(error.message)")
+            do throws(BenchError) {
+                guard let decoded = try HistogramCoding.decode(jsonObject: histogram["corrected"]) else {
+                    throw BenchError("no corrected histogram")
                 }
-            } else {
-                allOpenLoop = false
-                uncorrected = nil
+                guard decoded.lowestDiscernibleValue == 1, decoded.numberOfSignificantValueDigits == .three else {
+                    throw BenchError("not a histogram reactor bench writes (1 ns to its range, 3 digits)")
+                }
+                corrected = add(decoded, to: corrected)
+                if allOpenLoop, let other = try HistogramCoding.decode(jsonObject: histogram["uncorrected"]),
+                   other.lowestDiscernibleValue == 1, other.numberOfSignificantValueDigits == .three {
+                    uncorrected = add(other, to: uncorrected)
+                } else {
+                    allOpenLoop = false
+                    uncorrected = nil
+                }
+            } catch {
+                throw BenchError("\(file): histogram: \(error.message)")
             }
             for key in summedKeys { if let value = object[key] as? Int { sums[key, default: 0] += value } }
             for key in summedObjects {
@@ -145,7 +151,7 @@ public struct BenchMerge: Sendable {
         }))
         object.append(("histogram", [
             ("unit", "ns"), ("encoding", "HdrHistogram V2 compressed, base64"),
-            ("corrected", HistogramCoding.encode(corrected)), ("uncorrected", uncorrected.map { HistogramCoding.encode($0) }),
+            ("corrected", HistogramCoding.jsonObject(corrected)), ("uncorrected", uncorrected.map { HistogramCoding.jsonObject($0) }),
         ] as [(String, Any?)]))
         return object
     }

@@ -70,9 +70,14 @@ public enum HistogramCoding {
     }
 
     /// Decodes what ``encode(_:divisor:)`` (or any HdrHistogram V2 compressed encoder)
-    /// wrote, into a histogram with the encoded range; nil with a reason when the text is
-    /// not one.
-    public static func decode(_ text: String) throws(BenchError) -> Histogram<UInt64> {
+    /// wrote, into a histogram with the encoded range; throws with a reason when the text
+    /// is not one.
+    ///
+    /// The encoding keeps counts per bucket, not the exact smallest and largest values,
+    /// which percentiles are clamped to: given them (`exactMin`, `exactMax`), the first
+    /// and last buckets are recorded at them, and the decoded histogram reports exactly
+    /// what the encoded one did.
+    public static func decode(_ text: String, exactMin: UInt64? = nil, exactMax: UInt64? = nil) throws(BenchError) -> Histogram<UInt64> {
         guard let data = Data(base64Encoded: text.trimmingCharacters(in: .whitespacesAndNewlines)), data.count >= 8 else {
             throw BenchError("not a base64 HdrHistogram encoding")
         }
@@ -103,6 +108,8 @@ public enum HistogramCoding {
 
         var histogram = Histogram<UInt64>(
             lowestDiscernibleValue: lowest, highestTrackableValue: highest, numberOfSignificantValueDigits: significant)
+        guard readUInt32(payload, 8) == 0 else { throw BenchError("HdrHistogram with a normalizing index offset (not supported)") }
+        var buckets: [(index: Int, count: UInt64)] = []
         var position = 40
         var index = 0
         while position < payload.count {
@@ -111,11 +118,37 @@ public enum HistogramCoding {
                 index += Int(-count)
             } else {
                 guard index < layout.countsLength else { throw BenchError("HdrHistogram counts past its range") }
-                if count > 0 { _ = histogram.record(layout.value(at: index), count: UInt64(count)) }
+                if count > 0 { buckets.append((index, UInt64(count))) }
                 index += 1
             }
         }
+        for (position, bucket) in buckets.enumerated() {
+            var value = layout.value(at: bucket.index)
+            var count = bucket.count
+            if position == 0, let exactMin, layout.index(of: exactMin) == bucket.index {
+                _ = histogram.record(exactMin, count: 1)
+                count -= 1
+                value = exactMin
+            }
+            if position == buckets.count - 1, let exactMax, layout.index(of: exactMax) == bucket.index {
+                value = exactMax
+            }
+            if count > 0 { _ = histogram.record(value, count: count) }
+        }
         return histogram
+    }
+
+    /// A histogram as a run's JSON carries it: the encoding, and the exact smallest and
+    /// largest values it lost.
+    static func jsonObject(_ histogram: Histogram<UInt64>) -> [(String, Any?)] {
+        [("encoded", encode(histogram)), ("min", Int(histogram.min)), ("max", Int(histogram.maxRecorded))]
+    }
+
+    /// Reads what ``jsonObject(_:)`` wrote.
+    static func decode(jsonObject object: Any?) throws(BenchError) -> Histogram<UInt64>? {
+        guard let object = object as? [String: Any] else { return nil }
+        guard let encoded = object["encoded"] as? String else { throw BenchError("a histogram without its encoding") }
+        return try decode(encoded, exactMin: (object["min"] as? Int).map(UInt64.init), exactMax: (object["max"] as? Int).map(UInt64.init))
     }
 
     private static func inflate(

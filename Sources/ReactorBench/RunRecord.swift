@@ -38,8 +38,8 @@ public struct RunRecord: Sendable {
             ] as [(String, Any?)]),
             ("histogram", [
                 ("unit", "ns"), ("encoding", "HdrHistogram V2 compressed, base64"),
-                ("corrected", HistogramCoding.encode(latency.corrected)),
-                ("uncorrected", isOpenLoop ? HistogramCoding.encode(latency.uncorrected) : nil),
+                ("corrected", HistogramCoding.jsonObject(latency.corrected)),
+                ("uncorrected", isOpenLoop ? HistogramCoding.jsonObject(latency.uncorrected) : nil),
             ] as [(String, Any?)]),
         ]
     }
