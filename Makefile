@@ -10,11 +10,17 @@ REACTOR := .build/release/reactor
 
 all: build
 
+# libevent for the reactor; zlib for ReactorBench's HdrHistogram encodings (CZlib).
 deps:
 	@if ! pkg-config --exists libevent_core 2>/dev/null; then \
 		echo "libevent_core not found: installing libevent-dev with apt-get"; \
 		$(SUDO) apt-get update -qq && \
 		$(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libevent-dev pkg-config; \
+	fi
+	@if [ ! -f /usr/include/zlib.h ]; then \
+		echo "zlib.h not found: installing zlib1g-dev with apt-get"; \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq zlib1g-dev; \
 	fi
 
 build: deps
@@ -50,9 +56,11 @@ servers:
 		if [ -n "$$policy" ]; then $(SUDO) rm -f /usr/sbin/policy-rc.d; fi; exit $$status; \
 	fi
 
-# The framing interop tests run Twisted clients: pip's twisted, installed when missing.
+# The framing interop tests run Twisted clients: pip's twisted, installed when missing; the
+# bench tests read our HdrHistogram logs with PyPI's hdrhistogram.
 test: deps tools servers
 	@python3 -c "import twisted" 2>/dev/null || python3 -m pip install --quiet twisted
+	@python3 -c "import hdrh" 2>/dev/null || python3 -m pip install --quiet hdrhistogram
 	$(SWIFT) build --build-tests
 	$(SWIFT) test
 
