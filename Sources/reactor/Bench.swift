@@ -9,7 +9,9 @@ struct Bench: ParsableCommand {
         abstract: "Measure a request/response server's throughput and latency (docs/bench.md).",
         discussion: """
             `reactor bench HOST:PORT [options]` runs one benchmark (the `run` subcommand is the \
-            default); `reactor bench suite` runs the side-by-side scenarios against named targets.
+            default; --slo searches for the highest rate meeting a latency target); \
+            `reactor bench suite` runs the side-by-side scenarios against named targets; \
+            `reactor bench merge` makes one result of runs from several load machines.
             """,
         subcommands: [BenchRun.self, BenchSuiteCommand.self, BenchMergeCommand.self],
         defaultSubcommand: BenchRun.self
