@@ -6,7 +6,7 @@ SWIFT ?= swift
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 REACTOR := .build/release/reactor
 
-.PHONY: all deps servers build release test demo bench bench-echo bench-framing bench-udp bench-micro bench-tools fuzz fuzz-ci test-asan test-tsan soak soak-ci valgrind budgets budgets-check budgets-update budgets-selftest clean
+.PHONY: all deps servers build release test demo bench bench-echo bench-framing bench-udp bench-slo bench-micro bench-tools fuzz fuzz-ci test-asan test-tsan soak soak-ci valgrind budgets budgets-check budgets-update budgets-selftest clean
 
 all: build
 
@@ -104,6 +104,10 @@ bench-udp: release
 # server on CPU 0, load tool on CPU 1, ROUNDS rounds, medians (docs/performance.md).
 bench-tools: release servers
 	@REACTOR_BIN=$(REACTOR) bash Benchmarks/bench-tools.sh
+
+# reactor bench --slo against bin/serial_server, a server of known capacity (issue 10).
+bench-slo: release
+	@REACTOR_BIN=$(REACTOR) bash Benchmarks/slo-bench.sh
 
 # package-benchmark micro-benchmarks: framer decode throughput, allocations per frame.
 bench-micro: deps

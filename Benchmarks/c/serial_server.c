@@ -19,6 +19,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +54,12 @@ static struct request queue[QUEUE_SIZE];
 static size_t head, tail; /* queue[head..tail) waits; the head is in service */
 static uint64_t service_ns, busy_until;
 static int serving, timer_fd;
+
+/* SIGTERM and SIGINT end the server with status 0: the benchmark scripts stop it so. */
+static void stop(int signal_number) {
+    (void)signal_number;
+    _exit(0);
+}
 
 static uint64_t now_ns(void) {
     struct timespec ts;
@@ -141,6 +148,9 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: %s HOST PORT [SERVICE_US]\n", argv[0]);
         return 2;
     }
+    signal(SIGTERM, stop);
+    signal(SIGINT, stop);
+    signal(SIGPIPE, SIG_IGN);
     service_ns = (argc == 4 ? strtoull(argv[3], NULL, 10) : 1000u) * 1000u;
     if (service_ns == 0) {
         fprintf(stderr, "serial_server: SERVICE_US must be positive\n");

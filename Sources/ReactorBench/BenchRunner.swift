@@ -37,7 +37,11 @@ public enum BenchRunner {
             let share = clientRange(thread: thread, of: options.threads, connections: options.connections)
             let progressBox = WorkerProgress()
             do {
-                let (reactorThread, holder) = try ReactorThread.start(name: "bench-\(thread)", logger: logger) { reactor in
+                // Open loop: requests leave on a schedule, and a timer a millisecond late
+                // (epoll's resolution) would count in every corrected latency.
+                let (reactorThread, holder) = try ReactorThread.start(
+                    name: "bench-\(thread)", logger: logger, preciseTimers: options.rate != nil
+                ) { reactor in
                     let worker = BenchWorker(
                         reactor: reactor, options: options, spec: spec, address: address, schedule: schedule, progress: progressBox
                     ) { result in
