@@ -116,7 +116,7 @@ extension BenchTests {
         @Test func mergeAddsHistogramsAndCountsOfRunsStartedTogether() throws {
             let server = try TestServer.start { _ in ByteEcho() }
             defer { server.stop() }
-            let startAt = Date().timeIntervalSince1970 + 0.5
+            let startAt = Date().timeIntervalSince1970 + 1
             let results = Locked<[BenchResult]>([])
             let group = DispatchGroup()
             for rate in [1000.0, 3000] {
@@ -133,7 +133,9 @@ extension BenchTests {
             try #require(runs.count == 2)
             for run in runs {
                 let skew = try #require(run.record?.startSkew)
-                #expect(skew >= 0 && skew < 0.2, "started \(skew) s after --start-at")
+                // Late by the time a sleeping thread takes to wake, which a loaded machine
+                // stretches; never early.
+                #expect(skew >= 0 && skew < 0.5, "started \(skew) s after --start-at")
             }
 
             let folder = FileManager.default.temporaryDirectory.appendingPathComponent("merge-\(getpid())").path
@@ -155,7 +157,9 @@ extension BenchTests {
             let last = runs.map { $0.record!.measureEnd }.max()!
             #expect(abs(merged.span - (last - first)) < 1e-5)
             #expect(abs(merged.rps - Double(requests) / (last - first)) < 1)
-            #expect(merged.rps > 3600 && merged.rps < 4100, "two open-loop runs at 1000 and 3000 req/s: \(merged.rps)")
+            #expect(merged.overlap > 0.5 && merged.startSpread < 0.5, "windows \(merged.span) s together, \(merged.overlap) s at once")
+            let expected = 4000 * 1.0 / merged.span
+            #expect(merged.rps > expected * 0.9 && merged.rps < expected * 1.03, "two runs at 1000 and 3000 req/s for 1 s: \(merged.rps)")
 
             let out = "\(folder)/merged.json"
             let child = try ChildProcess.reactor(["bench", "merge"] + files + ["--json", out])
