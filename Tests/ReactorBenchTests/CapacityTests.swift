@@ -180,6 +180,16 @@ extension BenchTests {
         /// The search against a server whose capacity is known: serial, 1 ms a request,
         /// so 1000 requests/s. A generous bound (the machine runs other tests beside it);
         /// docs/performance.md has the precise figure from `Benchmarks/slo-bench.sh`.
+        @Test func theCommandRefusesCapacityOptionsThatCannotApply() throws {
+            for arguments in [["--slo", "p99"], ["--slo", "p99<5ms", "--mode", "churn"], ["--sweep", "10:5:1"],
+                              ["--sweep", "10:20:5", "--rate", "100"], ["--out", "/tmp/x"], ["--start-at", "0"]] {
+                let child = try ChildProcess.reactor(["bench", "127.0.0.1:7"] + arguments)
+                let status = child.waitForExit(timeout: .seconds(10))
+                #expect(status != nil && status != 0, "\(arguments)")
+                #expect(!child.standardError.isEmpty, "\(arguments) says why")
+            }
+        }
+
         @Test func theSearchFindsTheCapacityOfASerialServer() throws {
             var found: Double?
             var report: SLOReport?
