@@ -17,8 +17,8 @@ deps:
 		$(SUDO) apt-get update -qq && \
 		$(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libevent-dev pkg-config; \
 	fi
-	@if [ ! -f /usr/include/zlib.h ]; then \
-		echo "zlib.h not found: installing zlib1g-dev with apt-get"; \
+	@if ! pkg-config --exists zlib 2>/dev/null; then \
+		echo "zlib not found: installing zlib1g-dev with apt-get"; \
 		$(SUDO) apt-get update -qq && \
 		$(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq zlib1g-dev; \
 	fi
