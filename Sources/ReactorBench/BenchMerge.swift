@@ -149,6 +149,12 @@ public struct BenchMerge: Sendable {
              ("started_unix", run.startedAt), ("start_skew_s", run.startSkew),
              ("measure_start_unix", run.measureStart), ("measure_end_unix", run.measureEnd)]
         }))
+        // As a run's: so that a merged result merges again, spanning what its runs spanned.
+        object.append(("machine", Array(Set(runs.map(\.machine))).sorted().joined(separator: ",")))
+        object.append(("clock", [
+            ("start_at", nil), ("started_unix", runs.map(\.startedAt).min()), ("start_skew_s", nil),
+            ("measure_start_unix", runs.map(\.measureStart).min()), ("measure_end_unix", runs.map(\.measureEnd).max()),
+        ] as [(String, Any?)]))
         object.append(("histogram", [
             ("unit", "ns"), ("encoding", "HdrHistogram V2 compressed, base64"),
             ("corrected", HistogramCoding.jsonObject(corrected)), ("uncorrected", uncorrected.map { HistogramCoding.jsonObject($0) }),
