@@ -6,8 +6,8 @@
  *
  *   serial_server HOST PORT [SERVICE_US]
  *
- * The service is timed on an absolute schedule, as the test server of
- * Tests/ReactorBenchTests/CapacityTests.swift is: a request starts when it arrived or when
+ * The service is timed on an absolute schedule, as the tests' withSerialServer
+ * (Tests/ReactorTestSupport/SerialServer.swift) is: a request starts when it arrived or when
  * the one before it was due to end, whichever is later, and its answer leaves when it is
  * due (a timerfd armed at that time). A late wake-up delays answers but never lowers the
  * capacity, and nothing spins. Lines longer than 255 bytes are cut; an answer the socket
