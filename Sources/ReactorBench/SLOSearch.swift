@@ -6,7 +6,8 @@ import Foundation
 ///
 /// Without `--rate`, a closed-loop probe first measures what the connections can get
 /// through at most; the search starts there (with `--rate`, there). It then brackets
-/// (doubling after a step that meets the target, halving after one that does not) and
+/// (doubling after a step that meets the target, halving after one that does not, once a
+/// second run at the same rate has missed too) and
 /// bisects between the highest rate that met it and the lowest that did not until they
 /// are within `precision` (3 %) of each other. `--sweep` runs fixed rates instead.
 public struct SLOSearch {
@@ -86,7 +87,14 @@ public struct SLOSearch {
             while steps.count < maximumSteps {
                 rate = rate.rounded()
                 let phase: SLOStep.Phase = highestMet != nil && lowestMissed != nil ? .bisect : .bracket
-                if try step(phase, rate: rate).meetsTarget == true {
+                var met = try step(phase, rate: rate).meetsTarget == true
+                // Before anything has met the target, a miss halves the rate: one stall of
+                // the machine during one step would send the search far below the
+                // capacity, so such a miss is run again and must repeat.
+                if !met, highestMet == nil, steps.count < maximumSteps {
+                    met = try step(.confirm, rate: rate).meetsTarget == true
+                }
+                if met {
                     highestMet = Swift.max(highestMet ?? 0, rate)
                 } else {
                     lowestMissed = Swift.min(lowestMissed ?? .infinity, rate)
@@ -116,7 +124,7 @@ public struct SLOSearch {
 /// One step of a search or sweep.
 public struct SLOStep: Sendable {
     public enum Phase: String, Sendable {
-        case probe, bracket, bisect, sweep
+        case probe, bracket, confirm, bisect, sweep
     }
 
     public var phase: Phase
