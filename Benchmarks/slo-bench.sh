@@ -60,7 +60,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
     read -r found steps value < <(python3 -c '
 import json, sys
 slo = json.load(open(sys.argv[1]))["slo"]
-step = [s for s in slo["steps"] if slo["found_rate"] is not None and s["rate"] == slo["found_rate"]]
+step = [s for s in slo["steps"] if s["meets"] and s["rate"] == slo["found_rate"]]
 print(slo["found_rate"] or 0, len(slo["steps"]), step[0]["value_us"] if step else "nan")' "$json")
     echo "$round $found $(calc %.3f "$found / $capacity") $steps $value" >>"$rows"
     stop_server serial
