@@ -6,15 +6,21 @@ SWIFT ?= swift
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 REACTOR := .build/release/reactor
 
-.PHONY: all deps servers build release test demo bench bench-echo bench-framing bench-udp bench-micro bench-tools fuzz fuzz-ci test-asan test-tsan soak soak-ci valgrind budgets budgets-check budgets-update budgets-selftest clean
+.PHONY: all deps servers build release test demo bench bench-echo bench-framing bench-udp bench-slo bench-micro bench-tools fuzz fuzz-ci test-asan test-tsan soak soak-ci valgrind budgets budgets-check budgets-update budgets-selftest clean
 
 all: build
 
+# libevent for the reactor; zlib for ReactorBench's HdrHistogram encodings (CZlib).
 deps:
 	@if ! pkg-config --exists libevent_core 2>/dev/null; then \
 		echo "libevent_core not found: installing libevent-dev with apt-get"; \
 		$(SUDO) apt-get update -qq && \
 		$(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libevent-dev pkg-config; \
+	fi
+	@if ! pkg-config --exists zlib 2>/dev/null; then \
+		echo "zlib not found: installing zlib1g-dev with apt-get"; \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq zlib1g-dev; \
 	fi
 
 build: deps
@@ -50,9 +56,11 @@ servers:
 		if [ -n "$$policy" ]; then $(SUDO) rm -f /usr/sbin/policy-rc.d; fi; exit $$status; \
 	fi
 
-# The framing interop tests run Twisted clients: pip's twisted, installed when missing.
+# The framing interop tests run Twisted clients: pip's twisted, installed when missing; the
+# bench tests read our HdrHistogram logs with PyPI's hdrhistogram.
 test: deps tools servers
 	@python3 -c "import twisted" 2>/dev/null || python3 -m pip install --quiet twisted
+	@python3 -c "import hdrh" 2>/dev/null || python3 -m pip install --quiet hdrhistogram
 	$(SWIFT) build --build-tests
 	$(SWIFT) test
 
@@ -96,6 +104,10 @@ bench-udp: release
 # server on CPU 0, load tool on CPU 1, ROUNDS rounds, medians (docs/performance.md).
 bench-tools: release servers
 	@REACTOR_BIN=$(REACTOR) bash Benchmarks/bench-tools.sh
+
+# reactor bench --slo against bin/serial_server, a server of known capacity (issue 10).
+bench-slo: release
+	@REACTOR_BIN=$(REACTOR) bash Benchmarks/slo-bench.sh
 
 # package-benchmark micro-benchmarks: framer decode throughput, allocations per frame.
 bench-micro: deps

@@ -26,6 +26,8 @@ let package = Package(
         .systemLibrary(name: "CEvent", pkgConfig: "libevent_core", providers: [.apt(["libevent-dev"])]),
         // Thin C helpers over Linux system calls (sockets, datagram batches, clocks).
         .target(name: "CSystem"),
+        // zlib for the HdrHistogram encoding of `reactor bench` (zlib1g-dev; `make deps`).
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .target(
             name: "ReactorCore",
             dependencies: [
@@ -57,6 +59,7 @@ let package = Package(
             dependencies: [
                 "ReactorCore",
                 "ReactorFraming",
+                "CZlib",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]
         ),

@@ -13,7 +13,7 @@
 #include <sys/socket.h>
 
 /* True when the command line is `PROGRAM HOST PORT`; otherwise prints the usage. */
-static int usage_ok(int argc, char **argv) {
+__attribute__((unused)) static int usage_ok(int argc, char **argv) {
     if (argc == 3) return 1;
     fprintf(stderr, "usage: %s HOST PORT\n", argv[0]);
     return 0;

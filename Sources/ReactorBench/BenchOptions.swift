@@ -93,6 +93,11 @@ public struct BenchOptions: Sendable, Equatable {
     public var seed: UInt64 = 1
     /// Checks every response against its request byte for byte (the default).
     public var verify: Bool = true
+    /// The wall-clock time (Unix seconds) the run starts at, so that runs on several
+    /// machines start together; nil: at once.
+    public var startAt: Double? = nil
+    /// Keeps a latency histogram per second of the measured window (`--histogram-log`).
+    public var recordsIntervals = false
 
     /// The defaults.
     public init() {}
@@ -131,6 +136,7 @@ public struct BenchOptions: Sendable, Equatable {
         guard duration > .zero else { throw fail("--duration must be positive") }
         guard warmup >= .zero else { throw fail("--warmup cannot be negative") }
         guard connectTimeout > .zero, requestTimeout > .zero else { throw fail("timeouts must be positive") }
+        if let startAt { guard startAt > 0, startAt.isFinite else { throw fail("--start-at must be a time in Unix seconds") } }
         if mode != .requests {
             guard isStream else { throw fail("--mode \(mode) needs a TCP protocol, not udp") }
             guard rate == nil else { throw fail("--rate applies to --mode requests only") }

@@ -70,6 +70,9 @@ public struct BenchResult: Sendable {
     /// Idle mode: the server's resident memory growth per connection in bytes (with a
     /// server pid).
     public var serverRSSPerConnectionBytes: Double?
+    /// When the run started and measured, on the wall clock, and its whole histograms:
+    /// what `reactor bench merge` needs (``RunRecord``).
+    public var record: RunRecord? = nil
 
     /// Client CPU as a share of the cores it had (1.0 = all of them busy all the time).
     public var clientCPUShare: Double {
@@ -110,7 +113,7 @@ public struct BenchResult: Sendable {
             ("server_cpu_us_per_request", serverCPUPerRequestMicroseconds.map { $0.rounded(toPlaces: 3) }),
             ("idle_connections", idleConnections),
             ("server_rss_per_connection_bytes", serverRSSPerConnectionBytes.map { $0.rounded() }),
-        ]
+        ] + (record?.jsonObject ?? [])
     }
 
     /// `jsonObject` as pretty-printed JSON text, keys in that order.

@@ -23,7 +23,7 @@ public enum BenchRunner {
             throw BenchError("cannot resolve \(options.host): \(error)")
         }
         let rssBefore = options.serverPID.flatMap { ProcessStats.memoryKiB(pid: $0, field: "VmRSS") }
-        let schedule = RunSchedule(start: Reactor.now + 100_000_000, warmup: options.warmup, duration: options.duration)
+        let schedule = RunSchedule(start: RunRecord.scheduledStart(options), warmup: options.warmup, duration: options.duration)
         let results = Mutex<[WorkerResult]>([])
         let done = DispatchSemaphore(value: 0)
         var threads: [(ReactorThread, WorkerProgress)] = []
@@ -37,7 +37,11 @@ public enum BenchRunner {
             let share = clientRange(thread: thread, of: options.threads, connections: options.connections)
             let progressBox = WorkerProgress()
             do {
-                let (reactorThread, holder) = try ReactorThread.start(name: "bench-\(thread)", logger: logger) { reactor in
+                // Open loop: requests leave on a schedule, and a timer a millisecond late
+                // (epoll's resolution) would count in every corrected latency.
+                let (reactorThread, holder) = try ReactorThread.start(
+                    name: "bench-\(thread)", logger: logger, preciseTimers: options.rate != nil
+                ) { reactor in
                     let worker = BenchWorker(
                         reactor: reactor, options: options, spec: spec, address: address, schedule: schedule, progress: progressBox
                     ) { result in
@@ -59,6 +63,7 @@ public enum BenchRunner {
         // window's edges, as close as a sleeping thread gets.
         let reporter = ProgressReporter(schedule: schedule, workers: threads.map(\.1), progress: progress)
         sleep(until: schedule.start)
+        let actualStart = Date().timeIntervalSince1970
         reporter.report(until: schedule.measureStart)
         let clientCPUStart = ProcessStats.ownCPUSeconds()
         let serverCPUStart = options.serverPID.flatMap { ProcessStats.cpuSeconds(pid: $0) }
@@ -78,7 +83,8 @@ public enum BenchRunner {
         var merged = WorkerResult(
             requests: 0, sent: 0, inFlightAtEnd: 0, answeredAfterEnd: 0, responseBytes: 0, errors: ErrorCounts(), warmupErrors: ErrorCounts(),
             latency: LatencyRecorder(highestTrackable: (options.hardDeadline + .seconds(60)).nanoseconds), openConnections: 0)
-        for result in results.withLock({ $0 }) {
+        let workerResults = results.withLock { $0 }
+        for result in workerResults {
             merged.requests += result.requests
             merged.sent += result.sent
             merged.inFlightAtEnd += result.inFlightAtEnd
@@ -112,6 +118,15 @@ public enum BenchRunner {
         result.misses = merged.misses
         result.reconnects = merged.reconnects
         result.statusCodes = merged.statusCodes
+        result.record = RunRecord(
+            machine: ProcessInfo.processInfo.hostName, requestedStart: options.startAt, actualStart: actualStart,
+            measureStart: RunRecord.unixTime(ofMonotonic: schedule.measureStart), measureEnd: RunRecord.unixTime(ofMonotonic: schedule.end),
+            latency: merged.latency, isOpenLoop: options.rate != nil)
+        if options.recordsIntervals {
+            result.record?.intervals = RunRecord.intervals(
+                snapshots: workerResults.map(\.intervals), finals: workerResults.map(\.latency.corrected),
+                duration: seconds, highestTrackable: merged.latency.highestTrackable)
+        }
         if options.mode == .idle {
             result.idleConnections = merged.openConnections
             // Memory per connection means something only when every connection was held:

@@ -46,6 +46,8 @@ final class BenchWorker {
     /// Responses by HTTP status code, in the measured window.
     @exclusivity(unchecked) private var statusCodes = [Int](repeating: 0, count: 600)
     private let spec: CodecSpec
+    /// With `recordsIntervals`: the corrected histogram at each second of the window.
+    var intervalSnapshots: [Histogram<UInt64>] = []
 
     private var clients: [any BenchClient] = []
     private var timers: [ReactorTimer] = []
@@ -107,6 +109,7 @@ final class BenchWorker {
             [self] _ in finish()
         })
         timers.append(reactor.schedule(after: .milliseconds(100), repeating: .milliseconds(100)) { [self] _ in housekeeping() })
+        if options.recordsIntervals { timers.append(scheduleIntervalSnapshots()) }
         timers.append(reactor.schedule(after: .seconds(1), repeating: .seconds(1)) { [self] _ in
             progress.p99.store(latency.corrected.totalCount > 0 ? latency.corrected.valueAtPercentile(99) : 0, ordering: .relaxed)
         })
@@ -247,7 +250,8 @@ final class BenchWorker {
             errors: errors, warmupErrors: warmupErrors, latency: latency,
             openConnections: progress.openConnections.load(ordering: .relaxed),
             hits: hits, misses: misses, reconnects: reconnects,
-            statusCodes: Dictionary(uniqueKeysWithValues: statusCodes.indices.filter { statusCodes[$0] > 0 }.map { ($0, statusCodes[$0]) }))
+            statusCodes: Dictionary(uniqueKeysWithValues: statusCodes.indices.filter { statusCodes[$0] > 0 }.map { ($0, statusCodes[$0]) }),
+            intervals: intervalSnapshots)
         isFinished = true
         for timer in timers { timer.cancel() }
         timers.removeAll()
@@ -274,6 +278,7 @@ struct WorkerResult: Sendable {
     var misses = 0
     var reconnects = 0
     var statusCodes: [Int: Int] = [:]
+    var intervals: [Histogram<UInt64>] = []
 }
 
 /// One connection (or UDP socket) of load, as its worker drives it.

@@ -9,9 +9,11 @@ struct Bench: ParsableCommand {
         abstract: "Measure a request/response server's throughput and latency (docs/bench.md).",
         discussion: """
             `reactor bench HOST:PORT [options]` runs one benchmark (the `run` subcommand is the \
-            default); `reactor bench suite` runs the side-by-side scenarios against named targets.
+            default; --slo searches for the highest rate meeting a latency target); \
+            `reactor bench suite` runs the side-by-side scenarios against named targets; \
+            `reactor bench merge` makes one result of runs from several load machines.
             """,
-        subcommands: [BenchRun.self, BenchSuiteCommand.self],
+        subcommands: [BenchRun.self, BenchSuiteCommand.self, BenchMergeCommand.self],
         defaultSubcommand: BenchRun.self
     )
 }
@@ -121,6 +123,9 @@ struct BenchRun: ParsableCommand {
     @Flag(help: "No progress lines on stderr.")
     var quiet = false
 
+    @OptionGroup(title: "Capacity and several load machines")
+    var capacity: CapacityOptions
+
     func validate() throws {
         guard weights.count <= commands.count else { throw ValidationError("each --weight follows the --command it weighs") }
         guard KeyDistribution(keyDistribution) != nil else {
@@ -133,7 +138,9 @@ struct BenchRun: ParsableCommand {
         if let cpus, ProcessStats.parseCPUList(cpus) == nil { throw ValidationError("--cpus must be a list like 1 or 0,2-3") }
         do {
             try options.validate()
-        } catch {
+            var options = options
+            try capacity.apply(to: &options)
+        } catch let error as BenchError {
             throw ValidationError(error.message)
         }
     }
@@ -199,14 +206,22 @@ struct BenchRun: ParsableCommand {
         raiseOpenFileLimit(logger: Logger(label: "reactor-bench"))
         do {
             if let cpus { try ProcessStats.pin(to: ProcessStats.parseCPUList(cpus)!) }
+            var options = options
+            try capacity.apply(to: &options)
+            if capacity.searches { return try capacity.search(options, quiet: quiet, json: json) }
             let progress = ProgressPrinter(enabled: !quiet)
             let result = try BenchRunner.run(options) { progress.show($0) }
             progress.finish()
             print(BenchSummary.text(result))
             if let json { try BenchFiles.write(result.json, to: json) }
+            try capacity.writeHistogramLog(result)
             if result.idleHeldAll == false {
                 throw BenchError("--mode idle: \(result.idleConnections ?? 0) of \(result.connections) connections held at the end")
             }
+        } catch let error as ExitCode {
+            throw error  // the search found no rate: its table and verdict are printed
+        } catch let error as ValidationError {
+            throw error
         } catch {
             throw CommandFailure(message: String(describing: error))
         }

@@ -84,11 +84,16 @@ public final class Reactor {
     ///   - logger: where the reactor logs (accept pauses, dropped connections, ...).
     ///   - readBufferSize: the size of the shared read buffer; each read takes at most this much.
     ///   - outputBudget: see ``outputBudget`` (default 64 MiB).
+    ///   - preciseTimers: timers to the microsecond rather than the millisecond: epoll
+    ///     waits in whole milliseconds, rounded up, so a timer otherwise fires up to 1 ms
+    ///     late; precise timers go through a timerfd instead, at one more syscall per
+    ///     loop iteration that waits for a timer. Off by default; a load generator's
+    ///     open-loop schedule wants them.
     /// - Throws: ``ReactorError`` with code ``ReactorError/Code/eventBackend`` when libevent
     ///   cannot give an epoll base.
     public init(
         logger: Logger = Logger(label: "reactor"), readBufferSize: Int = Reactor.defaultReadBufferSize,
-        outputBudget: Int = Reactor.defaultOutputBudget
+        outputBudget: Int = Reactor.defaultOutputBudget, preciseTimers: Bool = false
     ) throws(ReactorError) {
         precondition(readBufferSize > 0, "readBufferSize must be positive")
         precondition(outputBudget > 0, "outputBudget must be positive")
@@ -96,7 +101,7 @@ public final class Reactor {
         // process by default. Sends use MSG_NOSIGNAL; this covers every other path.
         signal(SIGPIPE, SIG_IGN)
 
-        let base = try EventBase()
+        let base = try EventBase(preciseTimers: preciseTimers)
         self.base = base
         self.logger = logger
         self.budget = OutputBudget(limit: outputBudget)

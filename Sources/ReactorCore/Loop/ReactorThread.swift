@@ -28,11 +28,13 @@ public final class ReactorThread: Sendable {
     /// Starts a thread, creates a ``Reactor`` on it, runs `setup` there, then runs the
     /// loop. Returns once `setup` has returned, with its result.
     ///
-    /// - Parameter outputBudget: the reactor's ``Reactor/outputBudget``.
+    /// - Parameters:
+    ///   - outputBudget: the reactor's ``Reactor/outputBudget``.
+    ///   - preciseTimers: see ``Reactor/init(logger:readBufferSize:outputBudget:preciseTimers:)``.
     /// - Throws: whatever creating the reactor or `setup` throws; the thread has then ended.
     public static func start<T: Sendable>(
         name: String = "reactor", logger: Logger = Logger(label: "reactor"),
-        outputBudget: Int = Reactor.defaultOutputBudget,
+        outputBudget: Int = Reactor.defaultOutputBudget, preciseTimers: Bool = false,
         setup: @escaping @Sendable (Reactor) throws -> T
     ) throws -> (ReactorThread, T) {
         let ready = DispatchSemaphore(value: 0)
@@ -43,7 +45,7 @@ public final class ReactorThread: Sendable {
             defer { finished.signal() }
             let reactor: Reactor
             do {
-                reactor = try Reactor(logger: logger, outputBudget: outputBudget)
+                reactor = try Reactor(logger: logger, outputBudget: outputBudget, preciseTimers: preciseTimers)
                 box.set(.success((reactor.handle, try setup(reactor))))
             } catch {
                 box.set(.failure(error))

@@ -7,15 +7,18 @@ import CEvent
 struct EventBase {
     let raw: OpaquePointer
 
+    /// - Parameter preciseTimers: timeouts through a timerfd, to the microsecond, rather
+    ///   than epoll's whole milliseconds (``Reactor/init(logger:readBufferSize:outputBudget:preciseTimers:)``).
     /// - Throws: ``ReactorError/Code/eventBackend`` when libevent cannot give an epoll base.
-    init() throws(ReactorError) {
+    init(preciseTimers: Bool = false) throws(ReactorError) {
         guard let config = event_config_new() else {
             throw ReactorError(.eventBackend, operation: .createReactor, hint: "event_config_new failed")
         }
         defer { event_config_free(config) }
         // One thread owns the base, so libevent's locks would be pure cost; IGNORE_ENV
         // keeps EVENT_NOEPOLL and friends from silently changing the backend.
-        event_config_set_flag(config, Int32(EVENT_BASE_FLAG_NOLOCK.rawValue | EVENT_BASE_FLAG_IGNORE_ENV.rawValue))
+        let precise = preciseTimers ? EVENT_BASE_FLAG_PRECISE_TIMER.rawValue : 0
+        event_config_set_flag(config, Int32(EVENT_BASE_FLAG_NOLOCK.rawValue | EVENT_BASE_FLAG_IGNORE_ENV.rawValue | precise))
         guard let base = event_base_new_with_config(config) else {
             throw ReactorError(.eventBackend, operation: .createReactor, hint: "event_base_new_with_config failed")
         }
@@ -27,7 +30,7 @@ struct EventBase {
         raw = base
     }
 
-    /// The backend libevent uses: always `epoll` (``init()`` refuses any other).
+    /// The backend libevent uses: always `epoll` (``init(preciseTimers:)`` refuses any other).
     var method: String { String(cString: event_base_get_method(raw)) }
 
     /// Dispatches events until ``breakLoop()``, also while nothing is watched. Returns
