@@ -23,7 +23,8 @@ done
 cp "$root/Sources/ReactorCore/Common/RawSpan+Bytes.swift" "$build/src/"
 
 echo "building $build/fuzz-framers"
-if ! "$swiftc" -sanitize=fuzzer,address -parse-as-library -swift-version 6 -O -g \
+# -package-name: the framer sources use `package` access (helpers for tests and tools).
+if ! "$swiftc" -sanitize=fuzzer,address -parse-as-library -swift-version 6 -O -g -package-name swift_reactor \
     "$root/Fuzz/FuzzFramers.swift" "$build"/src/*.swift -o "$build/fuzz-framers" 2> "$build/build.log"; then
     cat "$build/build.log" >&2
     echo "fuzz: the build failed (is -sanitize=fuzzer supported by this toolchain?)" >&2
