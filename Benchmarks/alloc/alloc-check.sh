@@ -71,7 +71,10 @@ check() {
     local per=$(python3 -c "print(f'{($long_allocs - $short_allocs) / max($extra, 1):.6f}')")
     printf '| %s | %s | %s | %s | %s |\n' "$label" "$short_allocs" "$long_allocs" "$extra" "$per"
     [[ -z ${ALLOC_RESULTS:-} ]] || echo "$label|$per" >>"$ALLOC_RESULTS"
-    python3 -c "import sys; sys.exit(0 if ($long_allocs - $short_allocs) <= 10 else 1)" || status=1
+    # The client allocates a few times a second for its own bookkeeping (each second's
+    # histogram snapshot for the interval log, progress): time, not requests. A failure is
+    # more than 10 extra allocations that also come to one per 10,000 extra requests.
+    python3 -c "import sys; d = $long_allocs - $short_allocs; sys.exit(0 if d <= 10 or d * 10000 <= max($extra, 1) else 1)" || status=1
 }
 check "raw 50x1x64" --protocol raw --connections 50
 check "line 50x64x32" --protocol line --connections 50 --depth 64 --size 32

@@ -127,7 +127,7 @@ for scenario in "${SCENARIOS[@]}"; do
 done
 say "server runs: ${SECONDS} s; the client (alloc-check.sh)"
 # alloc-check.sh fails on its own when its longer run makes more than 10 allocations more
-# than its shorter; its rows still go into the table then, and `check` fails at the end.
+# than its shorter, at one or more per 10,000 extra requests; its rows still go into the table then, and `check` fails at the end.
 alloc_status=0
 ALLOC_SHORT=0.5 ALLOC_LONG=2 ALLOC_RESULTS=$WORK/client.txt REACTOR_BIN=$REACTOR_BIN \
     bash "$ROOT/Benchmarks/alloc/alloc-check.sh" >&2 || alloc_status=$?
