@@ -54,7 +54,7 @@ public final class Connection {
     let transport: ConnectionTransport
     @exclusivity(unchecked) private(set) var handler: (any ConnectionHandler)?
     @exclusivity(unchecked) private var isReceiving = false
-    @exclusivity(unchecked) var listener: TCPListener?
+    var listener: TCPListener?
     /// Read and write readiness, both in one allocation.
     @exclusivity(unchecked) private var events: LoopEvents
     private static let readEvent = 0
@@ -63,8 +63,8 @@ public final class Connection {
     @exclusivity(unchecked) private var batchDepth = 0
     @exclusivity(unchecked) private var lastActivity: UInt64 = 0
     @exclusivity(unchecked) private var idleClockCountsReads = false
-    @exclusivity(unchecked) private var idleTimer: ReactorTimer?
-    @exclusivity(unchecked) private var closeTimer: ReactorTimer?
+    private var idleTimer: ReactorTimer?
+    private var closeTimer: ReactorTimer?
 
     init(reactor: Reactor, transport: ConnectionTransport, peer: SocketAddress, config: ConnectionConfig) {
         self.reactor = reactor
