@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/uio.h>
@@ -36,43 +37,78 @@ ssize_t csystem_send3(int fd,
     return sendmsg(fd, &message, MSG_NOSIGNAL);
 }
 
-int csystem_recv_batch(int fd, csystem_datagram *datagrams, unsigned int count) {
+struct csystem_recv_headers {
+    csystem_datagram *datagrams;
+    unsigned int count;
+    /// The iov_len every slot is armed with: the capacity of the last receive.
+    size_t capacity;
     struct mmsghdr messages[CSYSTEM_DATAGRAM_BATCH_MAX];
     struct iovec parts[CSYSTEM_DATAGRAM_BATCH_MAX];
     union {
         char space[CMSG_SPACE(sizeof(int))];
         struct cmsghdr align;
     } controls[CSYSTEM_DATAGRAM_BATCH_MAX];
+};
+
+/// The two fields the kernel overwrites in a header it fills (the sender's length and the
+/// control data's), put back before the header is used again.
+static void rearm(csystem_recv_headers *headers, unsigned int i) {
+    headers->messages[i].msg_hdr.msg_namelen = sizeof headers->datagrams[i].address;
+    headers->messages[i].msg_hdr.msg_controllen = sizeof headers->controls[i].space;
+}
+
+csystem_recv_headers *csystem_recv_headers_create(csystem_datagram *datagrams, unsigned int count) {
+    csystem_recv_headers *headers = calloc(1, sizeof *headers);
+    if (!headers) return NULL;
     if (count > CSYSTEM_DATAGRAM_BATCH_MAX) count = CSYSTEM_DATAGRAM_BATCH_MAX;
+    headers->datagrams = datagrams;
+    headers->count = count;
+    headers->capacity = count > 0 ? datagrams[0].capacity : 0;
     for (unsigned int i = 0; i < count; i++) {
-        parts[i].iov_base = datagrams[i].data;
-        parts[i].iov_len = datagrams[i].capacity;
-        memset(&messages[i].msg_hdr, 0, sizeof messages[i].msg_hdr);
-        messages[i].msg_hdr.msg_name = &datagrams[i].address;
-        messages[i].msg_hdr.msg_namelen = sizeof datagrams[i].address;
-        messages[i].msg_hdr.msg_iov = &parts[i];
-        messages[i].msg_hdr.msg_iovlen = 1;
-        messages[i].msg_hdr.msg_control = controls[i].space;
-        messages[i].msg_hdr.msg_controllen = sizeof controls[i].space;
+        headers->parts[i].iov_base = datagrams[i].data;
+        headers->parts[i].iov_len = headers->capacity;
+        struct msghdr *header = &headers->messages[i].msg_hdr;
+        header->msg_name = &datagrams[i].address;
+        header->msg_iov = &headers->parts[i];
+        header->msg_iovlen = 1;
+        header->msg_control = headers->controls[i].space;
+        rearm(headers, i);
     }
-    int received = recvmmsg(fd, messages, count, MSG_DONTWAIT | MSG_TRUNC, NULL);
+    return headers;
+}
+
+void csystem_recv_headers_destroy(csystem_recv_headers *headers) {
+    free(headers);
+}
+
+int csystem_recv_batch(int fd, csystem_recv_headers *headers, unsigned int count, size_t capacity) {
+    if (count > headers->count) count = headers->count;
+    // Sockets sharing the slots may ask for different sizes; only a change of size
+    // touches every slot.
+    if (capacity != headers->capacity) {
+        for (unsigned int i = 0; i < headers->count; i++) headers->parts[i].iov_len = capacity;
+        headers->capacity = capacity;
+    }
+    int received = recvmmsg(fd, headers->messages, count, MSG_DONTWAIT | MSG_TRUNC, NULL);
     for (int i = 0; i < received; i++) {
-        struct msghdr *header = &messages[i].msg_hdr;
-        datagrams[i].address_length = header->msg_namelen;
-        datagrams[i].length = messages[i].msg_len;
+        csystem_datagram *datagram = &headers->datagrams[i];
+        struct msghdr *header = &headers->messages[i].msg_hdr;
+        datagram->address_length = header->msg_namelen;
+        datagram->length = headers->messages[i].msg_len;
         // MSG_TRUNC in the flags argument already reports the real length; the flag on
         // the message covers kernels that only set that.
-        if ((header->msg_flags & MSG_TRUNC) && datagrams[i].length <= datagrams[i].capacity) {
-            datagrams[i].length = (unsigned int)datagrams[i].capacity + 1;
+        if ((header->msg_flags & MSG_TRUNC) && datagram->length <= capacity) {
+            datagram->length = (unsigned int)capacity + 1;
         }
-        datagrams[i].segment_size = 0;
+        datagram->segment_size = 0;
         for (struct cmsghdr *control = CMSG_FIRSTHDR(header); control; control = CMSG_NXTHDR(header, control)) {
             if (control->cmsg_level == SOL_UDP && control->cmsg_type == UDP_GRO) {
                 int size;
                 memcpy(&size, CMSG_DATA(control), sizeof size);
-                if (size > 0) datagrams[i].segment_size = (unsigned int)size;
+                if (size > 0) datagram->segment_size = (unsigned int)size;
             }
         }
+        rearm(headers, (unsigned int)i);
     }
     return received;
 }

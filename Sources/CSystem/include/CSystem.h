@@ -25,8 +25,9 @@ ssize_t csystem_send3(int fd,
                       const void *third, size_t third_length);
 
 /// One datagram of a batch, laid out so Swift reads it without calls. For a receive,
-/// `data`/`capacity` name the slot to fill, and the kernel fills `address` (the sender),
-/// `length` (the datagram's real size: more than `capacity` means it was truncated) and
+/// `data`/`capacity` name the slot to fill (read once, by csystem_recv_headers_create), and
+/// the kernel fills `address` (the sender), `length` (the datagram's real size: more than
+/// the receive's capacity means it was truncated) and
 /// `segment_size` (nonzero when UDP_GRO coalesced several datagrams of that size, the
 /// last maybe shorter, from one sender into the slot). For a send, `data`/`length` are
 /// the payload and `address` the destination (`address_length` 0: the connected peer).
@@ -42,11 +43,24 @@ typedef struct {
 /// The most datagrams one csystem_recv_batch or csystem_send_batch call moves.
 #define CSYSTEM_DATAGRAM_BATCH_MAX 64
 
-/// recvmmsg without blocking, with MSG_TRUNC so a datagram longer than its slot reports
-/// its real length, and the UDP_GRO segment size read from each message's control data.
-/// Returns how many slots were filled (at most `count`, at most
-/// CSYSTEM_DATAGRAM_BATCH_MAX), or -1 with errno.
-int csystem_recv_batch(int fd, csystem_datagram *datagrams, unsigned int count);
+/// The headers of a recvmmsg batch (message, iovec and control space per slot), set up
+/// once for a set of slots: a receive then re-arms only the headers the kernel filled,
+/// so a wakeup that finds one datagram does not pay for the whole batch.
+typedef struct csystem_recv_headers csystem_recv_headers;
+
+/// Headers for the first `count` (at most CSYSTEM_DATAGRAM_BATCH_MAX) of `datagrams`,
+/// whose `data` they keep pointing at; armed with the first slot's `capacity`. NULL when
+/// out of memory.
+csystem_recv_headers *csystem_recv_headers_create(csystem_datagram *datagrams, unsigned int count);
+
+/// Frees headers made by csystem_recv_headers_create (not the datagrams).
+void csystem_recv_headers_destroy(csystem_recv_headers *headers);
+
+/// recvmmsg without blocking into the headers' slots, each taking at most `capacity`
+/// bytes, with MSG_TRUNC so a datagram longer than that reports its real length, and the
+/// UDP_GRO segment size read from each message's control data. Returns how many slots
+/// were filled (at most `count`, at most the headers' count), or -1 with errno.
+int csystem_recv_batch(int fd, csystem_recv_headers *headers, unsigned int count, size_t capacity);
 
 /// sendmmsg without blocking. Returns how many were sent from the front of the batch
 /// (fewer than `count` means the next one failed: send the rest again to learn why), or

@@ -185,11 +185,23 @@ enum Socket {
         }
     }
 
-    /// Receives up to `count` datagrams into `slots` (one `recvmmsg`): `.done(n)` with n > 0.
+    /// `recvmmsg` headers for the first `count` slots, pointing at their `data` and armed
+    /// with their `capacity`, or nil when out of memory; free them with
+    /// ``freeReceiveHeaders(_:)``.
+    static func makeReceiveHeaders(_ slots: UnsafeMutablePointer<Datagram>, count: Int) -> OpaquePointer? {
+        csystem_recv_headers_create(slots, UInt32(count))
+    }
+
+    static func freeReceiveHeaders(_ headers: OpaquePointer) {
+        csystem_recv_headers_destroy(headers)
+    }
+
+    /// Receives up to `count` datagrams of at most `capacity` bytes into the slots of
+    /// `headers` (one `recvmmsg`): `.done(n)` with n > 0.
     @inline(__always)
-    static func receiveBatch(_ fd: Int32, _ slots: UnsafeMutablePointer<Datagram>, count: Int) -> IOResult {
+    static func receiveBatch(_ fd: Int32, _ headers: OpaquePointer, count: Int, capacity: Int) -> IOResult {
         while true {
-            let received = Int(csystem_recv_batch(fd, slots, UInt32(count)))
+            let received = Int(csystem_recv_batch(fd, headers, UInt32(count), capacity))
             if received > 0 { return .done(received) }
             if received == 0 { return .wouldBlock }
             let error = errno

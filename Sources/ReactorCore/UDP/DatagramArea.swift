@@ -7,8 +7,11 @@ final class DatagramArea {
     let slots: UnsafeMutableBufferPointer<Datagram>
     let storage: UnsafeMutableRawBufferPointer
     let slotSize: Int
+    /// The `recvmmsg` headers for these slots, set up once so that a receive re-arms only
+    /// the slots the kernel filled: only a receive area has them.
+    let receiveHeaders: OpaquePointer?
 
-    init(count: Int, slotSize: Int) {
+    init(count: Int, slotSize: Int, receiving: Bool = false) {
         self.slotSize = slotSize
         slots = .allocate(capacity: count)
         slots.initialize(repeating: Datagram())
@@ -19,9 +22,18 @@ final class DatagramArea {
             slots[index].data = storage.baseAddress! + index * slotSize
             slots[index].capacity = slotSize
         }
+        if receiving {
+            guard let headers = Socket.makeReceiveHeaders(slots.baseAddress!, count: count) else {
+                fatalError("out of memory for \(count) receive headers")
+            }
+            receiveHeaders = headers
+        } else {
+            receiveHeaders = nil
+        }
     }
 
     deinit {
+        if let receiveHeaders { Socket.freeReceiveHeaders(receiveHeaders) }
         slots.deallocate()
         storage.deallocate()
     }
@@ -35,7 +47,8 @@ extension Reactor {
         if let area = datagramReceiveArea, area.count >= count, area.slotSize >= slotSize { return area }
         let area = DatagramArea(
             count: Swift.max(count, datagramReceiveArea?.count ?? 0),
-            slotSize: Swift.max(slotSize, datagramReceiveArea?.slotSize ?? 0))
+            slotSize: Swift.max(slotSize, datagramReceiveArea?.slotSize ?? 0),
+            receiving: true)
         datagramReceiveArea = area
         return area
     }

@@ -29,47 +29,54 @@ public final class UDPSocket {
     public private(set) var remoteAddress: SocketAddress?
     /// The socket's settings.
     public let options: UDPOptions
-    // The socket's state is touched only on its reactor's thread; dynamic exclusivity
-    // checks on it cost more than the rest of a datagram's user-space work.
     /// True until ``close()``.
-    @exclusivity(unchecked) public private(set) var isOpen = true
+    public var isOpen: Bool { state.isOpen }
     /// What the socket has received, sent, dropped and refused.
-    @exclusivity(unchecked) public private(set) var counters = UDPCounters()
+    public var counters: UDPCounters { state.counters }
 
-    @exclusivity(unchecked) private var handler: (any DatagramHandler)?
+    /// The socket's mutable state, in one place behind one attribute: it is touched only
+    /// on its reactor's thread, and dynamic exclusivity checks on it cost more than the
+    /// rest of a datagram's user-space work (docs/performance.md, "Ledger of tricks").
+    private struct State {
+        var isOpen = true
+        var counters = UDPCounters()
+        var handler: (any DatagramHandler)?
+        /// The reply batch's slots (in `replies`), how many are used, and how many bytes
+        /// of its storage copied replies hold.
+        var replySlots: UnsafeMutablePointer<Datagram>?
+        var replyCount = 0
+        var replyBytes = 0
+        /// The bytes of the receive batch being handled (nil outside one): replies that
+        /// lie inside need no copy.
+        var receiving: UnsafeRawBufferPointer?
+        /// Nonzero while batched replies may use UDP segmentation offload.
+        var segmentation: Int32
+    }
+    @exclusivity(unchecked) private var state: State
     private var events = LoopEvents(count: 1)
     /// Replies batched while a receive batch is handled, flushed when it ends.
     private var replies: DatagramArea?
-    @exclusivity(unchecked) private var replySlots: UnsafeMutablePointer<Datagram>?
-    @exclusivity(unchecked) private var replyCount = 0
-    @exclusivity(unchecked) private var replyBytes = 0
-    /// The bytes of the receive batch being handled (nil outside one): replies that lie
-    /// inside need no copy.
-    @exclusivity(unchecked) private var receiving: UnsafeRawBufferPointer?
-    /// Nonzero while batched replies may use UDP segmentation offload.
-    @exclusivity(unchecked) private var segmentation: Int32
 
     init(reactor: Reactor, fd: Int32, localAddress: SocketAddress, options: UDPOptions, handler: any DatagramHandler) {
         self.reactor = reactor
         self.fileDescriptor = fd
         self.localAddress = localAddress
         self.options = options
-        self.handler = handler
-        self.segmentation = options.segmentationOffload ? 1 : 0
+        self.state = State(handler: handler, segmentation: options.segmentationOffload ? 1 : 0)
         events.assign(0, on: reactor.base, .readable(fd), owner: self) { _, _, context in
             LoopEvents.withOwner(context, UDPSocket.self) { $0.readable() }
         }
     }
 
     deinit {
-        if isOpen { Socket.close(fileDescriptor) }
+        if state.isOpen { Socket.close(fileDescriptor) }
     }
 
     func start() {
         events.arm(0)
         reactor.registry.insert(.udpSocket(self))
         reactor.runSoon { [self] in
-            if isOpen { handler?.opened(self) }
+            if state.isOpen, let handler = state.handler { handler.opened(self) }
         }
     }
 
@@ -110,9 +117,9 @@ public final class UDPSocket {
     /// call it with their buffers directly.
     @discardableResult
     package func send(_ bytes: UnsafeRawBufferPointer, to address: SocketAddress) -> Bool {
-        guard isOpen else { return false }
+        guard state.isOpen else { return false }
         reactor.assertInLoop()
-        if receiving != nil, batch(bytes, to: address) { return true }
+        if state.receiving != nil, batch(bytes, to: address) { return true }
         var datagram = Datagram()
         datagram.data = UnsafeMutableRawPointer(mutating: bytes.baseAddress)
         datagram.length = UInt32(truncatingIfNeeded: bytes.count)
@@ -138,23 +145,23 @@ public final class UDPSocket {
     /// reply too large to copy, which the caller sends at once.
     @inline(__always)
     private func batch(_ bytes: UnsafeRawBufferPointer, to address: SocketAddress) -> Bool {
-        let slots = replySlots ?? makeReplyArea()
-        let inPlace = receiving.unsafelyUnwrapped.contains(bytes)
+        let slots = state.replySlots ?? makeReplyArea()
+        let inPlace = state.receiving.unsafelyUnwrapped.contains(bytes)
         let copied = inPlace ? 0 : bytes.count
-        if replyCount == Self.replySlots || replyBytes &+ copied > Self.replyStorage { flushReplies() }
+        if state.replyCount == Self.replySlots || state.replyBytes &+ copied > Self.replyStorage { flushReplies() }
         guard copied <= Self.replyStorage else { return false }
-        let slot = slots + replyCount
+        let slot = slots + state.replyCount
         if inPlace {
             slot.pointee.data = UnsafeMutableRawPointer(mutating: bytes.baseAddress)
         } else {
-            let target = replies.unsafelyUnwrapped.storage.baseAddress.unsafelyUnwrapped + replyBytes
+            let target = replies.unsafelyUnwrapped.storage.baseAddress.unsafelyUnwrapped + state.replyBytes
             if let source = bytes.baseAddress { target.copyMemory(from: source, byteCount: copied) }
             slot.pointee.data = target
-            replyBytes &+= copied
+            state.replyBytes &+= copied
         }
         slot.pointee.length = UInt32(truncatingIfNeeded: bytes.count)
         slot.pointee.address_length = address.copy(into: &slot.pointee.address)
-        replyCount &+= 1
+        state.replyCount &+= 1
         return true
     }
 
@@ -166,15 +173,15 @@ public final class UDPSocket {
     private func makeReplyArea() -> UnsafeMutablePointer<Datagram> {
         let area = DatagramArea(count: Self.replySlots, slotSize: Self.replyStorage / Self.replySlots)
         replies = area
-        replySlots = area.slots.baseAddress
+        state.replySlots = area.slots.baseAddress
         return area.slots.baseAddress!
     }
 
     private func flushReplies() {
-        guard let replySlots, replyCount > 0 else { return }
-        let count = replyCount
-        replyCount = 0
-        replyBytes = 0
+        guard let replySlots = state.replySlots, state.replyCount > 0 else { return }
+        let count = state.replyCount
+        state.replyCount = 0
+        state.replyBytes = 0
         sendNow(replySlots, count: count)
     }
 
@@ -189,11 +196,11 @@ public final class UDPSocket {
             let error: Int32
             switch Socket.sendBatch(
                 fileDescriptor, first + start, count: Swift.min(count - start, Socket.datagramBatchMax),
-                segmentation: &segmentation)
+                segmentation: &state.segmentation)
             {
             case .done(let sent) where sent > 0:
-                counters.sent += sent
-                for index in start..<(start + sent) { counters.sentBytes += Int(first[index].length) }
+                state.counters.sent += sent
+                for index in start..<(start + sent) { state.counters.sentBytes += Int(first[index].length) }
                 start += sent
                 total += sent
                 continue
@@ -209,10 +216,10 @@ public final class UDPSocket {
 
     private func sendFailed(errno error: Int32, to datagram: Datagram) {
         switch error {
-        case EAGAIN, ENOBUFS: counters.sendDropped += 1
-        case EMSGSIZE: counters.sendTooLarge += 1
-        case ECONNREFUSED: counters.sendRefused += 1
-        default: counters.sendFailed += 1
+        case EAGAIN, ENOBUFS: state.counters.sendDropped += 1
+        case EMSGSIZE: state.counters.sendTooLarge += 1
+        case ECONNREFUSED: state.counters.sendRefused += 1
+        default: state.counters.sendFailed += 1
         }
         var destination = datagram
         let address = destination.address_length == 0
@@ -220,6 +227,8 @@ public final class UDPSocket {
             : withUnsafePointer(to: &destination.address) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { SocketAddress($0) }
             }
+        // The handler is copied out first: its callback may use the socket's state.
+        let handler = state.handler
         handler?.errorCaught(ReactorError(errno: error, operation: .send, address: address), on: self)
     }
 
@@ -228,25 +237,27 @@ public final class UDPSocket {
     private func readable() {
         let area = reactor.receiveArea(count: options.receiveBatch, slotSize: options.maxDatagramSize)
         for _ in 0..<options.maxBatchesPerWakeup {
-            guard isOpen else { return }
-            for index in 0..<options.receiveBatch { area.slots[index].capacity = options.maxDatagramSize }
+            guard state.isOpen else { return }
             let count: Int
-            switch Socket.receiveBatch(fileDescriptor, area.slots.baseAddress.unsafelyUnwrapped, count: options.receiveBatch) {
+            switch Socket.receiveBatch(
+                fileDescriptor, area.receiveHeaders.unsafelyUnwrapped, count: options.receiveBatch,
+                capacity: options.maxDatagramSize)
+            {
             case .done(let received): count = received
             case .wouldBlock, .endOfFile: return
             case .failed(let error):
                 receiveFailed(errno: error)
                 return
             }
-            receiving = UnsafeRawBufferPointer(area.storage)
+            state.receiving = UnsafeRawBufferPointer(area.storage)
             // One reference for the whole batch instead of a retain per datagram; close()
             // releases the socket's own only after this callback.
-            if let handler {
-                for index in 0..<count where isOpen {
+            if let handler = state.handler {
+                for index in 0..<count where state.isOpen {
                     deliver(area.slots.baseAddress.unsafelyUnwrapped + index, to: handler)
                 }
             }
-            receiving = nil
+            state.receiving = nil
             flushReplies()
             if count < options.receiveBatch { return }
         }
@@ -257,7 +268,7 @@ public final class UDPSocket {
         let sender = slot.withMemoryRebound(to: sockaddr.self, capacity: 1) { SocketAddress($0) } ?? fallbackSender()
         let length = Int(slot.pointee.length)
         guard length <= options.maxDatagramSize else {
-            counters.truncated += 1
+            state.counters.truncated += 1
             handler.truncated(length: length, from: sender, on: self)
             return
         }
@@ -265,16 +276,16 @@ public final class UDPSocket {
         // shorter; any other receive is one datagram, possibly empty.
         let segment = Int(slot.pointee.segment_size)
         let step = segment > 0 && length > segment ? segment : length
-        if step < length { counters.coalesced &+= 1 }
+        if step < length { state.counters.coalesced &+= 1 }
         var offset = 0
         repeat {
             let size = Swift.min(step, length - offset)
-            counters.received &+= 1
-            counters.receivedBytes &+= size
+            state.counters.received &+= 1
+            state.counters.receivedBytes &+= size
             let bytes = unsafe RawSpan(_unsafeBytes: UnsafeRawBufferPointer(start: slot.pointee.data! + offset, count: size))
             handler.received(bytes, from: sender, on: self)
             offset += size
-        } while offset < length && isOpen
+        } while offset < length && state.isOpen
     }
 
     /// The sender to report when the kernel's source address is not IPv4 or IPv6. Out of
@@ -288,7 +299,8 @@ public final class UDPSocket {
     private func receiveFailed(errno error: Int32) {
         // An ICMP error queued on the socket (ECONNREFUSED for a connected socket whose
         // peer has no listener) is reported once and cleared by this very receive.
-        counters.receiveErrors += 1
+        state.counters.receiveErrors += 1
+        let handler = state.handler
         handler?.errorCaught(ReactorError(errno: error, operation: .receive, address: remoteAddress), on: self)
     }
 
@@ -301,7 +313,7 @@ public final class UDPSocket {
     ///
     /// - Throws: ``ReactorError`` when the kernel refuses (another family, no route, ...).
     public func connect(to address: SocketAddress) throws(ReactorError) {
-        guard isOpen else { throw ReactorError(.invalidState, operation: .connect, address: address, hint: "the socket is closed") }
+        guard state.isOpen else { throw ReactorError(.invalidState, operation: .connect, address: address, hint: "the socket is closed") }
         reactor.assertInLoop()
         if case .failed(let error) = Socket.connect(fileDescriptor, to: address) {
             throw ReactorError(errno: error, operation: .connect, address: address)
@@ -313,19 +325,19 @@ public final class UDPSocket {
     /// Stops receiving and closes the socket. Replies batched in the current receive batch
     /// are sent first. The handler hears ``DatagramHandler/closed(_:)`` after this call.
     public func close() {
-        guard isOpen else { return }
+        guard state.isOpen else { return }
         reactor.assertInLoop()
-        if receiving != nil {
-            receiving = nil
+        if state.receiving != nil {
+            state.receiving = nil
             flushReplies()
         }
-        isOpen = false
+        state.isOpen = false
         events.disarm(0)
         Socket.close(fileDescriptor)
         reactor.registry.remove(self)
         reactor.runSoon { [self] in
-            let handler = self.handler
-            self.handler = nil
+            let handler = state.handler
+            state.handler = nil
             handler?.closed(self)
         }
     }
@@ -424,8 +436,8 @@ extension Reactor {
 extension UDPSocket {
     /// Closes a socket that never started: no handler call, no registry entry.
     fileprivate func discard() {
-        isOpen = false
-        handler = nil
+        state.isOpen = false
+        state.handler = nil
         Socket.close(fileDescriptor)
     }
 }
