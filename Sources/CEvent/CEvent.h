@@ -1,6 +1,6 @@
 // CEvent: libevent's headers for Swift, and nothing else. Only
 // Sources/ReactorCore/OS/EventLoop.swift imports it; helpers over plain system calls
-// live in CSystem.
+// live in CReactorSystem.
 #ifndef CEVENT_H
 #define CEVENT_H
 

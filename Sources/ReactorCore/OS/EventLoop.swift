@@ -75,25 +75,41 @@ struct LoopEvents: ~Copyable {
         /// The signal arrived (libevent's handler only writes to a socketpair, so the
         /// callback runs in the loop like any other); stays armed after firing.
         case signal(Int32)
+
+        /// What libevent's `event_assign` takes for it.
+        var descriptorAndFlags: (Int32, Int32) {
+            switch self {
+            case .readable(let fd): (fd, Int32(EV_READ | EV_PERSIST))
+            case .writable(let fd): (fd, Int32(EV_WRITE | EV_PERSIST))
+            case .writableOnce(let fd): (fd, Int32(EV_WRITE))
+            case .timer: (-1, 0)
+            case .signal(let number): (number, Int32(EV_SIGNAL | EV_PERSIST))
+            }
+        }
     }
 
-    // Eleven bytes in the owner (a connection has one of these): the allocation, how many
-    // events it holds, which are armed, whether libevent is behind them.
+    // Nineteen bytes in the owner (a connection has one of these): the allocation, the lent
+    // event, how many events it holds, which are armed, whether libevent is behind them.
     private let storage: UnsafeMutableRawPointer
+    /// The lent event's `struct event` while it is armed (``armLent(from:on:_:owner:callback:)``).
+    private var lent: OpaquePointer?
     private let count: UInt8
     private var armed: UInt8 = 0
     /// False for events that only record being armed, with no libevent event behind them.
     private let backed: Bool
 
+    /// The bit of ``armed`` that stands for the lent event.
+    private static let lentBit: UInt8 = 1 << 7
+
     /// Where each event of an allocation starts: libevent's `struct event` size, rounded
     /// up to 16 bytes.
-    private static let stride = (Int(event_get_struct_event_size()) + 15) & ~15
+    fileprivate static let stride = (Int(event_get_struct_event_size()) + 15) & ~15
 
-    /// Room for `count` events (at most 8), none assigned yet. With `backed` false, arming
-    /// only records the wish: for a connection over memory in tests, whose readiness the
-    /// test decides (``Connection/readArmed``).
+    /// Room for `count` events (at most 7: the eighth bit is the lent event's), none
+    /// assigned yet. With `backed` false, arming only records the wish: for a connection
+    /// over memory in tests, whose readiness the test decides (``Connection/readArmed``).
     init(count: Int, backed: Bool = true) {
-        precondition(count > 0 && count <= 8, "LoopEvents holds 1 to 8 events")
+        precondition(count > 0 && count <= 7, "LoopEvents holds 1 to 7 events")
         self.count = UInt8(count)
         self.backed = backed
         storage = .allocate(byteCount: count * LoopEvents.stride, alignment: 16)
@@ -102,6 +118,10 @@ struct LoopEvents: ~Copyable {
     deinit {
         if backed {
             for index in 0..<Int(count) where armed & (1 << index) != 0 { event_del(event(index)) }
+        }
+        if let lent {
+            event_del(lent)
+            SpareEvents.deallocate(lent)
         }
         storage.deallocate()
     }
@@ -113,13 +133,7 @@ struct LoopEvents: ~Copyable {
 
     /// Sets up event `index` on `base` to call `callback` with `owner` (unretained) as its context.
     mutating func assign(_ index: Int, on base: EventBase, _ watch: Watch, owner: AnyObject, callback: Callback) {
-        let (fd, flags): (Int32, Int32) = switch watch {
-        case .readable(let fd): (fd, Int32(EV_READ | EV_PERSIST))
-        case .writable(let fd): (fd, Int32(EV_WRITE | EV_PERSIST))
-        case .writableOnce(let fd): (fd, Int32(EV_WRITE))
-        case .timer: (-1, 0)
-        case .signal(let number): (number, Int32(EV_SIGNAL | EV_PERSIST))
-        }
+        let (fd, flags) = watch.descriptorAndFlags
         event_assign(event(index), base.raw, fd, Int16(flags), callback, Unmanaged.passUnretained(owner).toOpaque())
     }
 
@@ -154,9 +168,46 @@ struct LoopEvents: ~Copyable {
         if backed { event_del(event(index)) }
     }
 
-    /// Disarms every event, before the base goes.
-    mutating func disarmAll() {
+    /// Disarms every event, before the base goes; a lent one goes back to `spares`.
+    mutating func disarmAll(lentTo spares: SpareEvents? = nil) {
         for index in 0..<Int(count) { disarm(index) }
+        if let spares { disarmLent(to: spares) }
+    }
+
+    // MARK: The lent event
+
+    /// True between ``armLent(from:on:_:owner:callback:)`` and ``disarmLent(to:)``.
+    @inline(__always)
+    var isLentArmed: Bool {
+        armed & LoopEvents.lentBit != 0
+    }
+
+    /// Arms one more event, beyond the `count` this owns, on a `struct event` taken from
+    /// `spares` for as long as it stays armed: for readiness an owner watches only now and
+    /// then (a connection's writability, while output waits), so that an idle owner does
+    /// not carry a 128-byte event for it. Assigned afresh each time, which costs no
+    /// system call: arming costs the one `epoll_ctl` it would cost on an event of its own.
+    mutating func armLent(
+        from spares: SpareEvents, on base: EventBase, _ watch: Watch, owner: AnyObject, callback: Callback
+    ) {
+        guard armed & LoopEvents.lentBit == 0 else { return }
+        armed |= LoopEvents.lentBit
+        guard backed else { return }
+        let event = spares.take()
+        lent = event
+        let (fd, flags) = watch.descriptorAndFlags
+        event_assign(event, base.raw, fd, Int16(flags), callback, Unmanaged.passUnretained(owner).toOpaque())
+        event_add(event, nil)
+    }
+
+    /// Stops the lent event and gives its `struct event` back; does nothing when not armed.
+    mutating func disarmLent(to spares: SpareEvents) {
+        guard armed & LoopEvents.lentBit != 0 else { return }
+        armed &= ~LoopEvents.lentBit
+        guard let event = lent else { return }
+        lent = nil
+        event_del(event)
+        spares.give(event)
     }
 
     /// Makes the event fire on this loop pass, as if its condition had happened.
@@ -167,6 +218,12 @@ struct LoopEvents: ~Copyable {
     /// In a callback: true when the event fired because its timeout passed.
     static func timedOut(_ what: Int16) -> Bool {
         what & Int16(EV_TIMEOUT) != 0
+    }
+
+    /// In a callback: true when the event fired because its descriptor was readable (and
+    /// not only because it was activated).
+    static func readable(_ what: Int16) -> Bool {
+        what & Int16(EV_READ) != 0
     }
 
     /// In a callback: runs `body` with the owner passed to
@@ -187,5 +244,31 @@ struct LoopEvents: ~Copyable {
         _ context: UnsafeMutableRawPointer?, _: Owner.Type, _ body: (Owner) -> Void
     ) {
         Unmanaged<Owner>.fromOpaque(context.unsafelyUnwrapped)._withUnsafeGuaranteedRef(body)
+    }
+}
+
+/// The `struct event`s a reactor lends to ``LoopEvents/armLent(from:on:_:owner:callback:)``:
+/// a free list, so that arming a connection's writability after a send that did not
+/// finish does not call malloc. Bounded: beyond ``maxFree`` spares the memory goes back.
+final class SpareEvents {
+    static let maxFree = 256
+
+    private var spares: [OpaquePointer] = []
+
+    func take() -> OpaquePointer {
+        spares.popLast() ?? OpaquePointer(UnsafeMutableRawPointer.allocate(byteCount: LoopEvents.stride, alignment: 16))
+    }
+
+    /// Takes back an event that is no longer armed.
+    func give(_ event: OpaquePointer) {
+        if spares.count < SpareEvents.maxFree { spares.append(event) } else { SpareEvents.deallocate(event) }
+    }
+
+    static func deallocate(_ event: OpaquePointer) {
+        UnsafeMutableRawPointer(event).deallocate()
+    }
+
+    deinit {
+        for event in spares { SpareEvents.deallocate(event) }
     }
 }

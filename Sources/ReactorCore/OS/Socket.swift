@@ -1,4 +1,4 @@
-import CSystem
+import CReactorSystem
 import Glibc
 
 // The reactor's socket calls, in one thin layer: each non-blocking call returns an
@@ -24,7 +24,7 @@ enum IOResult: Equatable {
     }
 }
 
-/// One datagram of a batch: see `csystem_datagram` in CSystem.h.
+/// One datagram of a batch: see `csystem_datagram` in CReactorSystem.h.
 typealias Datagram = csystem_datagram
 
 /// Socket options applied when a socket is opened.
@@ -141,6 +141,15 @@ enum Socket {
         setOption(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1)
     }
 
+    /// SO_KEEPALIVE with its timing (TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT); false with
+    /// errno set when the kernel refuses one.
+    @discardableResult
+    static func setKeepAlive(_ fd: Int32, idleSeconds: Int, intervalSeconds: Int, count: Int) -> Bool {
+        let tcp = Int32(IPPROTO_TCP)
+        return setOption(fd, tcp, TCP_KEEPIDLE, idleSeconds) && setOption(fd, tcp, TCP_KEEPINTVL, intervalSeconds)
+            && setOption(fd, tcp, TCP_KEEPCNT, count) && setOption(fd, SOL_SOCKET, SO_KEEPALIVE, 1)
+    }
+
     /// Asks the kernel to coalesce runs of datagrams from one sender into one receive
     /// (UDP_GRO); without it the kernel splits such runs itself, so failing costs only speed.
     static func enableReceiveOffload(_ fd: Int32) {
@@ -246,8 +255,8 @@ enum Socket {
     }
 }
 
-/// Clocks, thread names, errno names and the wake-up descriptor: the other system calls
-/// the reactor makes through CSystem.
+/// Clocks, thread names and CPU pinning, errno names and the wake-up descriptor: the other system calls
+/// the reactor makes through CReactorSystem.
 enum System {
     /// CLOCK_MONOTONIC in nanoseconds (a vDSO call: no system call).
     @inline(__always)
@@ -263,6 +272,16 @@ enum System {
         csystem_set_thread_name(name)
     }
 
+    /// Pins the calling thread to `cpu`; returns 0 or the error number (EINVAL for a CPU
+    /// outside the process's affinity mask).
+    static func pinThread(toCPU cpu: Int) -> Int32 {
+        csystem_pin_thread(Int32(cpu))
+    }
+
+    /// The CPUs the process may run on (its affinity mask, so `taskset` and cgroup
+    /// cpusets count), at least 1.
+    static var availableCPUs: Int { Int(csystem_cpu_count()) }
+
     /// The errno's name ("ECONNREFUSED"), or nil when not one we name.
     static func errnoName(_ error: Int32) -> String? {
         csystem_errno_name(error).map { String(cString: $0) }
@@ -272,4 +291,20 @@ enum System {
     static func eventfd() -> Int32 {
         csystem_eventfd()
     }
+
+    /// The process's open-file limits (RLIMIT_NOFILE), or the errno of getrlimit.
+    static func openFileLimits() -> Result<(soft: UInt64, hard: UInt64), Errno> {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return .failure(Errno(errno)) }
+        return .success((UInt64(limit.rlim_cur), UInt64(limit.rlim_max)))
+    }
+
+    /// Sets the soft open-file limit, keeping the hard one; 0 or the errno of setrlimit.
+    static func setOpenFileLimit(soft: UInt64, hard: UInt64) -> Int32 {
+        var limit = rlimit(rlim_cur: rlim_t(soft), rlim_max: rlim_t(hard))
+        return setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 ? 0 : errno
+    }
+
+    /// An errno as an `Error`, for `Result`.
+    struct Errno: Error { let code: Int32; init(_ code: Int32) { self.code = code } }
 }

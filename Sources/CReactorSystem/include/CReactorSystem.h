@@ -1,4 +1,4 @@
-// CSystem: thin C helpers over Linux system calls, for what Swift spells poorly:
+// CReactorSystem: thin C helpers over Linux system calls, for what Swift spells poorly:
 // flag-laden calls (socket and accept4 with SOCK_NONBLOCK|SOCK_CLOEXEC, sendmsg with
 // MSG_NOSIGNAL), batches of datagrams (recvmmsg/sendmmsg with their control messages),
 // clocks, thread names and errno names. Nothing here knows libevent (that is CEvent).
@@ -78,6 +78,10 @@ int csystem_eventfd(void);
 
 /// Names the calling thread (visible in top -H and debuggers); at most 15 bytes are kept.
 void csystem_set_thread_name(const char *name);
+/// Pins the calling thread to one CPU; 0, or the error number pthread_setaffinity_np gives.
+int csystem_pin_thread(int cpu);
+/// The CPUs this process may run on (its affinity mask), at least 1.
+int csystem_cpu_count(void);
 
 /// Monotonic time in nanoseconds (CLOCK_MONOTONIC).
 uint64_t csystem_monotonic_ns(void);

@@ -1,8 +1,9 @@
 #define _GNU_SOURCE
-#include "CSystem.h"
+#include "CReactorSystem.h"
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -125,8 +126,16 @@ int csystem_enable_udp_gro(int fd) {
 #define CSYSTEM_SEGMENTS_MAX 64
 
 static int same_destination(const csystem_datagram *a, const csystem_datagram *b) {
-    return a->address_length == b->address_length &&
-           memcmp(&a->address, &b->address, a->address_length) == 0;
+    if (a->address_length != b->address_length) return 0;
+    // An IPv4 address (16 bytes) compared in two words: a memcmp call per datagram of a
+    // batch was 18 instructions of an echoed datagram's ~400 (callgrind).
+    if (a->address_length == sizeof(struct sockaddr_in)) {
+        uint64_t x[2], y[2];
+        memcpy(x, &a->address, sizeof x);
+        memcpy(y, &b->address, sizeof y);
+        return x[0] == y[0] && x[1] == y[1];
+    }
+    return memcmp(&a->address, &b->address, a->address_length) == 0;
 }
 
 int csystem_send_batch(int fd, const csystem_datagram *datagrams, unsigned int count, int *segment) {
@@ -207,6 +216,21 @@ void csystem_set_thread_name(const char *name) {
     strncpy(truncated, name, sizeof truncated - 1);
     truncated[sizeof truncated - 1] = 0;
     pthread_setname_np(pthread_self(), truncated);
+}
+
+int csystem_pin_thread(int cpu) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    return pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+}
+
+int csystem_cpu_count(void) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof set, &set) != 0) return 1;
+    int count = CPU_COUNT(&set);
+    return count > 0 ? count : 1;
 }
 
 uint64_t csystem_monotonic_ns(void) {
