@@ -1,6 +1,8 @@
 // Public on purpose, though they extend a standard library type: a custom framer reads its
 // header fields with these and a handler keeps or decodes a payload with them
 // (docs/framing.md shows both). The loads are bounds-checked.
+/// Reading the bytes a handler is lent: single bytes, big- and little-endian integers,
+/// copies.
 extension RawSpan {
     /// The byte at `offset`, bounds-checked.
     @inlinable

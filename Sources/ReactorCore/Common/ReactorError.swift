@@ -48,22 +48,42 @@ public struct ReactorError: Error, Sendable, Equatable, CustomStringConvertible 
 
     /// What the reactor was doing when it failed.
     public enum Operation: String, Sendable, Equatable {
+        /// Creating the reactor (libevent base, eventfd).
         case createReactor = "create reactor"
+        /// Running the loop.
         case run
+        /// Turning a host string into an address.
         case resolve
+        /// Opening a socket.
         case socket
+        /// Binding a socket to an address.
         case bind
+        /// Listening for connections.
         case listen
+        /// Accepting a connection.
         case accept
+        /// Connecting to a peer.
         case connect
+        /// Reading from a connection.
         case read
+        /// Writing to a connection.
         case write
+        /// Sending a datagram.
         case send
+        /// Receiving datagrams.
         case receive
+        /// Setting a socket option.
         case setOption = "set socket option"
+        /// Checking an options value before anything opens.
         case checkOptions = "check options"
+        /// Running work through a ``ReactorHandle``.
         case execute
+        /// Watching a signal.
         case signal
+        /// Pinning a reactor thread to a CPU.
+        case pinThread = "pin thread"
+        /// Reading or raising a resource limit (``Reactor/raiseOpenFileLimit(to:logger:)``).
+        case setLimit = "set resource limit"
     }
 
     /// The kind of failure.

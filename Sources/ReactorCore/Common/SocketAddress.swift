@@ -8,15 +8,19 @@ import Glibc
 public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
     /// The address family.
     public enum Family: Sendable, Hashable {
+        /// IPv4 (`AF_INET`).
         case ipv4
+        /// IPv6 (`AF_INET6`).
         case ipv6
     }
 
-    enum Storage {
+    @usableFromInline
+    enum Storage: Sendable {
         case v4(sockaddr_in)
         case v6(sockaddr_in6)
     }
 
+    @usableFromInline
     let storage: Storage
 
     /// Parses a numeric IPv4 (`127.0.0.1`) or IPv6 (`::1`, optionally in brackets) address.
@@ -109,6 +113,8 @@ public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// The port, in host byte order.
+    // Inlinable: the UDP services' reply guard reads it per datagram, from another module.
+    @inlinable
     public var port: Int {
         switch storage {
         case .v4(let address): Int(UInt16(bigEndian: address.sin_port))
@@ -149,6 +155,24 @@ public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
     }
 
     private init(storage: Storage) { self.storage = storage }
+
+    /// An IPv4 address from its four bytes in network order, as a PROXY v2 header carries it.
+    init(ipv4 bytes: UnsafeRawBufferPointer, port: UInt16) {
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(port.bigEndian)
+        withUnsafeMutableBytes(of: &address.sin_addr) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes.prefix(4))) }
+        storage = .v4(address)
+    }
+
+    /// An IPv6 address from its sixteen bytes in network order, as a PROXY v2 header carries it.
+    init(ipv6 bytes: UnsafeRawBufferPointer, port: UInt16) {
+        var address = sockaddr_in6()
+        address.sin6_family = sa_family_t(AF_INET6)
+        address.sin6_port = in_port_t(port.bigEndian)
+        withUnsafeMutableBytes(of: &address.sin6_addr) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes.prefix(16))) }
+        storage = .v6(address)
+    }
 
     var domain: Int32 {
         switch storage {
