@@ -58,6 +58,12 @@ public final class Reactor {
     let readBuffer: UnsafeMutableRawBufferPointer
     /// Storage for every connection's byte queues, shared so they need not call malloc.
     package let bufferPool = BufferPool()
+    /// The libevent events lent to connections while they wait to write.
+    let spareEvents = SpareEvents()
+    /// The idle timeouts of connections, one wheel per timeout value (``IdleWheel``).
+    var idleWheels: [IdleWheel] = []
+    /// The counts behind ``counters``, added to on the I/O paths.
+    @exclusivity(unchecked) package var tally = ReactorTally()
 
     /// Everything open on this reactor.
     var registry = Registry()
@@ -73,8 +79,23 @@ public final class Reactor {
     private static let mailboxEvent = 2
     private var soonQueue: [() -> Void] = []
     let mailbox: Mailbox
+    /// The reactor as a Swift concurrency executor (``ReactorExecutor``): for actors whose
+    /// state lives on this reactor's thread, and tasks that prefer to run there.
+    public let executor: ReactorExecutor
+    /// Executor jobs being run; the mailbox's queue and this one swap, so neither allocates.
+    private var executorJobs: [Mailbox.ExecutorJobEntry] = []
+    /// True while executor jobs run: connections may hold their writes until they end.
+    package private(set) var isRunningJobs = false
+    /// Counts the runs of executor jobs (starting at 1): a writer can tell whether it
+    /// wrote before in the run going on.
+    package private(set) var executorJobRuns: UInt64 = 0
+    /// The connections holding writes until the jobs end (`Connection.holdWritesUntilJobsEnd`).
+    private var heldConnections: [Connection] = []
+    private var releasingConnections: [Connection] = []
     private var shutdownDeadline: ReactorTimer?
     private var stopRequested = false
+    /// True from ``shutdownGracefully(timeout:)`` on.
+    package private(set) var isShuttingDown = false
     /// The thread inside ``run()``, recorded when it starts.
     private var loopThread: pthread_t = 0
 
@@ -113,6 +134,8 @@ public final class Reactor {
             base.free()
             throw error
         }
+        self.executor = ReactorExecutor(mailbox: mailbox)
+        executor.attach(self)
 
         events.assign(Reactor.timerEvent, on: base, .timer, owner: self) { _, _, context in
             LoopEvents.withOwner(context, Reactor.self) { $0.fireTimers() }
@@ -120,8 +143,8 @@ public final class Reactor {
         events.assign(Reactor.soonEvent, on: base, .timer, owner: self) { _, _, context in
             LoopEvents.withOwner(context, Reactor.self) { $0.runSoonQueue() }
         }
-        events.assign(Reactor.mailboxEvent, on: base, .readable(mailbox.fd), owner: self) { _, _, context in
-            LoopEvents.withOwner(context, Reactor.self) { $0.drainMailbox() }
+        events.assign(Reactor.mailboxEvent, on: base, .readable(mailbox.fd), owner: self) { _, what, context in
+            LoopEvents.withOwner(context, Reactor.self) { $0.drainMailbox(eventfdReadable: LoopEvents.readable(what)) }
         }
         events.arm(Reactor.mailboxEvent)
     }
@@ -138,7 +161,7 @@ public final class Reactor {
     package var backendMethod: String { base.method }
 
     /// A `Sendable` handle through which other threads can run work on this reactor or stop it.
-    public var handle: ReactorHandle { ReactorHandle(mailbox: mailbox) }
+    public var handle: ReactorHandle { ReactorHandle(executor: executor) }
 
     /// Runs the loop on the calling thread until ``stop()``, then closes everything the reactor owns.
     ///
@@ -155,6 +178,7 @@ public final class Reactor {
             break
         }
         loopThread = pthread_self()
+        executor.runs(on: loopThread)
         state = .running
         armTimerEvent()
         // event_base_loop clears libevent's own break flag on entry, so a stop() that
@@ -177,13 +201,22 @@ public final class Reactor {
         base.breakLoop()
     }
 
-    /// Stops accepting, closes every connection gracefully (flush, then close), and stops
-    /// the reactor when all are closed, or after `timeout`, aborting any still open.
+    /// Stops accepting, closes every connection gracefully, and stops the reactor when all
+    /// are closed, or after `timeout`, aborting any still open.
+    ///
+    /// Listeners first accept every connection already waiting in their backlog, so none
+    /// is reset by the close; each of those is served until its first input is answered
+    /// (or for 1 s when none comes). Every other connection gets its input that has
+    /// arrived already read and answered, then closes (flush, then close).
     public func shutdownGracefully(timeout: Duration = .seconds(10)) {
         preconditionInLoop()
         guard shutdownDeadline == nil, state != .stopped else { return }
-        stopOpeningConnections()
-        for connection in registry.connections { connection?.close() }
+        isShuttingDown = true
+        let open = registry.connections
+        for entry in registry.entries(where: \.opensConnections) {
+            if case .listener(let listener) = entry { listener.drainAndClose() } else { entry.close() }
+        }
+        for connection in open { connection?.closeForShutdown() }
         shutdownDeadline = schedule(after: timeout) { [unowned self] _ in
             if connectionCount > 0 {
                 logger.warning("shutdown: \(connectionCount) connection(s) did not close within \(timeout); aborting them")
@@ -236,13 +269,24 @@ public final class Reactor {
         if shutdownDeadline != nil { stopIfShutDown() }
     }
 
+    func registerProxyHeader(_ reader: ProxyHeaderReader) {
+        registry.insert(.proxyHeader(reader))
+        registry.proxyHeaderCount += 1
+    }
+
+    func unregisterProxyHeader(_ reader: ProxyHeaderReader) {
+        registry.remove(reader)
+        registry.proxyHeaderCount -= 1
+        if shutdownDeadline != nil { stopIfShutDown() }
+    }
+
     /// Closes every listener and UDP socket, and cancels every connect in progress.
     private func stopOpeningConnections() {
         for entry in registry.entries(where: \.opensConnections) { entry.close() }
     }
 
     private func stopIfShutDown() {
-        if connectionCount == 0 {
+        if connectionCount == 0, registry.proxyHeaderCount == 0 {
             shutdownDeadline?.cancel()
             stop()
         }
@@ -322,8 +366,32 @@ public final class Reactor {
         if !soonQueue.isEmpty { events.activate(Reactor.soonEvent) }
     }
 
-    private func drainMailbox() {
-        for job in mailbox.take() { job(self) }
+    private func drainMailbox(eventfdReadable: Bool) {
+        for job in mailbox.take(jobs: &executorJobs, eventfdReadable: eventfdReadable) { job(self) }
+        runExecutorJobs()
+    }
+
+    /// Runs the executor jobs taken from the mailbox, then sends what they held back.
+    private func runExecutorJobs() {
+        executorJobRuns &+= 1
+        isRunningJobs = true
+        executor.run(&executorJobs)
+        isRunningJobs = false
+        guard !heldConnections.isEmpty else { return }
+        // Swapped out: a flush reaches handlers, which may write (not held: no jobs run).
+        swap(&heldConnections, &releasingConnections)
+        for connection in releasingConnections { connection.releaseHeldWrites() }
+        releasingConnections.removeAll(keepingCapacity: true)
+    }
+
+    func holdUntilJobsEnd(_ connection: Connection) {
+        heldConnections.append(connection)
+    }
+
+    /// An executor job was enqueued on this thread while none were pending: drain the
+    /// mailbox on this loop pass, with no eventfd write.
+    func wakeForJobs() {
+        events.activate(Reactor.mailboxEvent)
     }
 
     // MARK: - Teardown
@@ -337,9 +405,26 @@ public final class Reactor {
         stopOpeningConnections()
         for connection in registry.connections { connection?.abortForTeardown() }
         for entry in registry.entries(where: { !$0.opensConnections }) { entry.close() }
+        // Kept, not dropped: connections over memory (tests) are not in the registry and may
+        // still be filed in one. Their sweepers hold this reactor.
+        for wheel in idleWheels { wheel.stop() }
         timers.removeAll()
+        // The deadline's timer holds this reactor strongly: kept, it would be a cycle that
+        // outlives every user's reference (LeakSanitizer found it).
+        shutdownDeadline = nil
         events.disarm(Reactor.timerEvent)
         runSoonQueue()
+        // Tasks resumed by the closes above (a connection's reader, say) run now, with the
+        // deferred work they queue; then the executor closes. Without executor jobs this
+        // is the one pass of deferred work above, as before.
+        mailbox.takeExecutorJobs(&executorJobs)
+        while !executorJobs.isEmpty {
+            runExecutorJobs()
+            runSoonQueue()
+            mailbox.takeExecutorJobs(&executorJobs)
+        }
+        mailbox.closeExecutor(&executorJobs)
+        runExecutorJobs()
         soonQueue.removeAll()
         bufferPool.drain()
     }

@@ -26,33 +26,95 @@ public final class ReactorThread: Sendable {
     }
 
     /// Starts a thread, creates a ``Reactor`` on it, runs `setup` there, then runs the
-    /// loop. Returns once `setup` has returned, with its result.
+    /// loop. Returns once `setup` has returned, with its result; the calling thread blocks
+    /// until then (in async code, use ``spawn(name:logger:outputBudget:preciseTimers:cpu:setup:)``).
     ///
     /// - Parameters:
+    ///   - name: the thread's name, as `top -H` and debuggers show it.
+    ///   - logger: the reactor's logger.
     ///   - outputBudget: the reactor's ``Reactor/outputBudget``.
     ///   - preciseTimers: see ``Reactor/init(logger:readBufferSize:outputBudget:preciseTimers:)``.
-    /// - Throws: whatever creating the reactor or `setup` throws; the thread has then ended.
+    ///   - cpu: pin the thread to this CPU (numbered as the kernel numbers them), or nil
+    ///     to let the scheduler move it.
+    ///   - setup: runs on the new thread with its reactor before the loop starts: listen,
+    ///     connect, schedule there; its result is returned.
+    /// - Throws: whatever creating the reactor or `setup` throws, or ``ReactorError`` with
+    ///   operation ``ReactorError/Operation/pinThread`` when the CPU cannot be had; the
+    ///   thread has then ended.
     public static func start<T: Sendable>(
         name: String = "reactor", logger: Logger = Logger(label: "reactor"),
-        outputBudget: Int = Reactor.defaultOutputBudget, preciseTimers: Bool = false,
+        outputBudget: Int = Reactor.defaultOutputBudget, preciseTimers: Bool = false, cpu: Int? = nil,
         setup: @escaping @Sendable (Reactor) throws -> T
     ) throws -> (ReactorThread, T) {
         let ready = DispatchSemaphore(value: 0)
         let box = StartupBox<T>()
+        let thread = try launch(
+            name: name, logger: logger, outputBudget: outputBudget, preciseTimers: preciseTimers, cpu: cpu, setup: setup
+        ) {
+            box.set($0)
+            ready.signal()
+        }
+        ready.wait()
+        return try thread.started(box.get()!)
+    }
+
+    /// The async form of ``start(name:logger:outputBudget:preciseTimers:cpu:setup:)``: suspends,
+    /// without blocking a thread of the concurrency pool, until `setup` has run on the new
+    /// reactor thread.
+    ///
+    /// - Throws: whatever creating the reactor or `setup` throws; the thread has then ended.
+    public static func spawn<T: Sendable>(
+        name: String = "reactor", logger: Logger = Logger(label: "reactor"),
+        outputBudget: Int = Reactor.defaultOutputBudget, preciseTimers: Bool = false, cpu: Int? = nil,
+        setup: @escaping @Sendable (Reactor) throws -> T
+    ) async throws -> (ReactorThread, T) {
+        let result = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<(Launched, Result<(ReactorHandle, T), any Error>), any Error>) in
+            let launched = Launched()
+            do {
+                let thread = try launch(
+            name: name, logger: logger, outputBudget: outputBudget, preciseTimers: preciseTimers, cpu: cpu, setup: setup
+        ) {
+                    continuation.resume(returning: (launched, $0))
+                }
+                launched.set(thread)
+            } catch {
+                continuation.resume(throwing: error)
+            }
+        }
+        let (launched, outcome) = result
+        let thread = launched.get()
+        if case .failure = outcome { await thread.finished.wait() }
+        return try thread.started(outcome)
+    }
+
+    /// Creates the thread, which makes a reactor, runs `setup`, calls `ready` with the
+    /// outcome, and then (on success) runs the loop.
+    private static func launch<T: Sendable>(
+        name: String, logger: Logger, outputBudget: Int, preciseTimers: Bool, cpu: Int?,
+        setup: @escaping @Sendable (Reactor) throws -> T,
+        ready: @escaping @Sendable (Result<(ReactorHandle, T), any Error>) -> Void
+    ) throws -> Pending {
         let finished = Finished()
         let body = Unmanaged.passRetained(ThreadBody {
             System.setThreadName(name)
             defer { finished.signal() }
             let reactor: Reactor
             do {
+                if let cpu {
+                    let status = System.pinThread(toCPU: cpu)
+                    guard status == 0 else {
+                        var error = ReactorError(errno: status, operation: .pinThread)
+                        error.hint = "CPU \(cpu) is not one this process may use (\(System.availableCPUs) available, see taskset)"
+                        throw error
+                    }
+                }
                 reactor = try Reactor(logger: logger, outputBudget: outputBudget, preciseTimers: preciseTimers)
-                box.set(.success((reactor.handle, try setup(reactor))))
+                let value = try setup(reactor)
+                ready(.success((reactor.handle, value)))
             } catch {
-                box.set(.failure(error))
-                ready.signal()
+                ready(.failure(error))
                 return
             }
-            ready.signal()
             do {
                 try reactor.run()
             } catch {
@@ -69,14 +131,31 @@ public final class ReactorThread: Sendable {
             body.release()
             throw ReactorError(errno: status, operation: .createReactor)
         }
-        ready.wait()
-        switch box.get()! {
-        case .success(let (handle, value)):
-            return (ReactorThread(handle: handle, thread: thread, finished: finished), value)
-        case .failure(let error):
-            pthread_join(thread, nil)
-            throw error
+        return Pending(thread: thread, finished: finished)
+    }
+
+    /// A thread made by `launch` whose setup has not reported yet.
+    private struct Pending: @unchecked Sendable {
+        // pthread_t is a plain integer on Linux; the struct only carries it to the waiter.
+        let thread: pthread_t
+        let finished: Finished
+
+        func started<T>(_ outcome: Result<(ReactorHandle, T), any Error>) throws -> (ReactorThread, T) {
+            switch outcome {
+            case .success(let (handle, value)):
+                return (ReactorThread(handle: handle, thread: thread, finished: finished), value)
+            case .failure(let error):
+                pthread_join(thread, nil)
+                throw error
+            }
         }
+    }
+
+    /// Hands the launched thread from inside the continuation's closure to the code after it.
+    private final class Launched: Sendable {
+        private let pending = Mutex<Pending?>(nil)
+        func set(_ thread: Pending) { pending.withLock { $0 = thread } }
+        func get() -> Pending { pending.withLock { $0! } }
     }
 
     /// Stops the reactor and waits for its thread to end.

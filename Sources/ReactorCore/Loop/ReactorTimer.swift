@@ -38,6 +38,8 @@ final class TimerQueue {
     private var heap: [ReactorTimer] = []
     private var nextSequence: UInt64 = 0
     private(set) var isFiring = false
+    /// Set while the reactor measures its loop latency (``Reactor/startSamplingTimerLatency(capacity:)``).
+    var latencySampler: TimerLatencySampler?
 
     var first: ReactorTimer? { heap.first }
     var isEmpty: Bool { heap.isEmpty }
@@ -80,6 +82,8 @@ final class TimerQueue {
         while let timer = heap.first, timer.deadline <= now, timer.sequence < firstNewSequence {
             remove(timer)
             guard let body = timer.body else { continue }
+            // The clock is read again per timer: earlier callbacks of this pass delay it too.
+            if let latencySampler { latencySampler.record(System.monotonicNanoseconds &- timer.deadline) }
             if let interval = timer.interval {
                 var next = timer.deadline &+ interval
                 if next <= now { next = now &+ interval }

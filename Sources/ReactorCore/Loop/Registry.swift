@@ -9,20 +9,28 @@ struct Registry {
         case listener(TCPListener)
         case udpSocket(UDPSocket)
         case pendingConnect(PendingConnect)
+        case hostConnect(PendingHostConnect)
         case signalWatcher(SignalWatcher)
+        case proxyHeader(ProxyHeaderReader)
 
         var object: AnyObject {
             switch self {
             case .listener(let object): object
             case .udpSocket(let object): object
             case .pendingConnect(let object): object
+            case .hostConnect(let object): object
             case .signalWatcher(let object): object
+            case .proxyHeader(let object): object
             }
         }
 
-        /// Listeners, UDP sockets and connects: what a graceful shutdown stops first.
+        /// Listeners, UDP sockets and connects: what a graceful shutdown stops first. A
+        /// PROXY header still arriving is an accepted connection: it may finish.
         var opensConnections: Bool {
-            if case .signalWatcher = self { false } else { true }
+            switch self {
+            case .signalWatcher, .proxyHeader: false
+            default: true
+            }
         }
 
         /// Stops it for good.
@@ -30,8 +38,10 @@ struct Registry {
             switch self {
             case .listener(let listener): listener.close()
             case .udpSocket(let socket): socket.close()
-            case .pendingConnect(let pending): pending.cancel()
+            case .pendingConnect(let pending): pending.abandon()
+            case .hostConnect(let pending): pending.cancel()
             case .signalWatcher(let watcher): watcher.cancel()
+            case .proxyHeader(let reader): reader.abortForTeardown()
             }
         }
     }
@@ -40,6 +50,8 @@ struct Registry {
     private(set) var connections: [Connection?] = []
     /// The number of open connections.
     private(set) var connectionCount = 0
+    /// Accepted sockets whose PROXY header is still arriving.
+    var proxyHeaderCount = 0
     private var entries: [ObjectIdentifier: Entry] = [:]
 
     mutating func insert(_ connection: Connection) {
