@@ -13,7 +13,7 @@ import Logging
 /// other operations do nothing.
 public final class Connection {
     /// Where the connection is in its life (a coarse view of its state machine,
-    /// ``ConnectionLifecycle``).
+    /// `ConnectionLifecycle`, which docs/architecture.md draws).
     public enum Phase: Sendable, Equatable {
         /// Reading and writing, or one of them after a half-close.
         case open
@@ -26,45 +26,91 @@ public final class Connection {
         case closed
     }
 
-    /// The reactor that owns the connection, held strongly like every object a reactor
-    /// makes (docs/architecture.md, "Ownership").
-    public let reactor: Reactor
-    /// The socket. Valid until the connection closes.
-    package var fileDescriptor: Int32 { transport.fd }
-    /// The remote end's address.
-    public let peerAddress: SocketAddress
+    // The stored properties are ordered so that little is lost to padding (words, then the
+    // 4-byte-aligned address, then bytes, then the events): an idle connection is mostly
+    // this object, and every byte of it counts a million times over (docs/performance.md,
+    // "Heap per idle connection").
+    //
     // Mutable state is confined to the reactor thread and never passed inout across a
     // call that reaches user code, so Swift's dynamic exclusivity checks (a third of the
     // per-request instructions when enabled) are turned off for it.
 
+    /// The reactor that owns the connection, held strongly like every object a reactor
+    /// makes (docs/architecture.md, "Ownership").
+    public let reactor: Reactor
+    let config: ConnectionConfig
+    @exclusivity(unchecked) private(set) var handler: (any ConnectionHandler)?
+    @exclusivity(unchecked) private var output: OutputQueue
+    /// When bytes last moved (the coarse clock), for the idle timeout.
+    @exclusivity(unchecked) private(set) var lastActivity: UInt64 = 0
+    /// The neighbours in the idle wheel's slot (``IdleWheel``), which holds connections
+    /// unretained.
+    var idlePrev: Unmanaged<Connection>?
+    var idleNext: Unmanaged<Connection>?
+    /// What only some connections need, made when first needed.
+    private var extras: Extras?
+    let transport: ConnectionTransport
+    /// The remote end's address: the client's. Behind a PROXY-protocol balancer
+    /// (``ListenerOptions/proxyProtocol``) it is the source the header gave, and the
+    /// balancer's address is ``proxyPeer``.
+    public let peerAddress: SocketAddress
     /// The life cycle: open, half-closed either way, closing, lingering, closed.
     @exclusivity(unchecked) package private(set) var lifecycle = ConnectionLifecycle()
     /// False while queued output is above the high watermark, or while the reactor's
     /// output budget throttles the connection (``isThrottled``); see
     /// ``ConnectionHandler/writabilityChanged(_:)``.
     @exclusivity(unchecked) public private(set) var isWritable = true
-    /// True between ``pauseReading()`` and ``resumeReading()``.
+    /// True between ``pauseReading()`` and ``resumeReading()``. Reading also stops, without
+    /// this turning true, while the connection is not writable
+    /// (``ConnectionOptions/pauseReadingWhileNotWritable``) or throttled.
     @exclusivity(unchecked) public private(set) var isReadingPaused = false
     /// True while the reactor's ``Reactor/outputBudget`` holds this connection: it queued
     /// output while all connections together were over the budget, so it neither reads
     /// nor is writable until the total falls to half the budget or its own queue empties.
     @exclusivity(unchecked) public private(set) var isThrottled = false
-
-    let config: ConnectionConfig
-    let transport: ConnectionTransport
-    @exclusivity(unchecked) private(set) var handler: (any ConnectionHandler)?
+    /// Its framer refused the peer's input: the close counts as a framing error.
+    @exclusivity(unchecked) private var framingFailed = false
     @exclusivity(unchecked) private var isReceiving = false
-    var listener: TCPListener?
-    /// Read and write readiness, both in one allocation.
+    @exclusivity(unchecked) private var idleClockCountsReads = false
+    /// The idle wheel's slot this connection is filed in, or ``IdleWheel/notFiled``.
+    var idleSlot = IdleWheel.notFiled
+    /// In the reactor's list of connections whose writes wait for the end of the executor
+    /// jobs it is running (``holdWritesUntilJobsEnd()``), holding one level of `batchDepth`.
+    @exclusivity(unchecked) private var heldForJobs = false
+    @exclusivity(unchecked) private var batchDepth: UInt16 = 0
+    /// Read readiness, and writability lent from the reactor's spare events while output
+    /// waits (an idle connection holds one libevent event, not two).
     @exclusivity(unchecked) private var events: LoopEvents
     private static let readEvent = 0
-    private static let writeEvent = 1
-    @exclusivity(unchecked) private var output: OutputQueue
-    @exclusivity(unchecked) private var batchDepth = 0
-    @exclusivity(unchecked) private var lastActivity: UInt64 = 0
-    @exclusivity(unchecked) private var idleClockCountsReads = false
-    private var idleTimer: ReactorTimer?
-    private var closeTimer: ReactorTimer?
+
+    /// The state few connections have: kept out of line, so the others do not pay for it.
+    private final class Extras {
+        var proxyInfo: ProxyInfo?
+        /// The close or linger timeout, while closing.
+        var closeTimer: ReactorTimer?
+    }
+
+    /// The socket. Valid until the connection closes.
+    package var fileDescriptor: Int32 { transport.fd }
+
+    /// The PROXY header the connection started with and the balancer that sent it; nil
+    /// when its listener does not take the PROXY protocol.
+    public internal(set) var proxyInfo: ProxyInfo? {
+        get { extras?.proxyInfo }
+        set { if newValue != nil || extras != nil { madeExtras.proxyInfo = newValue } }
+    }
+
+    private var closeTimer: ReactorTimer? {
+        get { extras?.closeTimer }
+        set { if newValue != nil || extras != nil { madeExtras.closeTimer = newValue } }
+    }
+
+    private var madeExtras: Extras {
+        if let extras { return extras }
+        let made = Extras()
+        extras = made
+        return made
+    }
 
     init(reactor: Reactor, transport: ConnectionTransport, peer: SocketAddress, config: ConnectionConfig) {
         self.reactor = reactor
@@ -72,16 +118,13 @@ public final class Connection {
         self.peerAddress = peer
         self.config = config
         self.output = OutputQueue(pool: reactor.bufferPool)
-        self.events = LoopEvents(count: 2, backed: !transport.isMemory)
+        self.events = LoopEvents(count: 1, backed: !transport.isMemory)
         guard !transport.isMemory else { return }
         // The registry owns the connection while its events are armed, and finish() hands it
         // to the deferred `closed` notification before leaving the registry, so callbacks
         // can borrow it without a retain/release pair per event.
         events.assign(Connection.readEvent, on: reactor.base, .readable(transport.fd), owner: self) { _, _, context in
             LoopEvents.withBorrowedOwner(context, Connection.self) { $0.readable() }
-        }
-        events.assign(Connection.writeEvent, on: reactor.base, .writable(transport.fd), owner: self) { _, _, context in
-            LoopEvents.withBorrowedOwner(context, Connection.self) { $0.flushQueued() }
         }
     }
 
@@ -101,6 +144,11 @@ public final class Connection {
             // Never started (its handler factory was never reached): release the socket.
             transport.close(reset: false)
         }
+        // A connection over memory its test dropped while open: out of the wheel, which
+        // does not retain it.
+        if idleSlot != IdleWheel.notFiled, let idle = config.idleTimeoutNanoseconds {
+            reactor.idleWheel(timeout: idle).remove(self)
+        }
         transport.releaseMemory()
     }
 
@@ -108,17 +156,21 @@ public final class Connection {
     package var readArmed: Bool { events.isArmed(Connection.readEvent) }
 
     /// The socket is watched for writability: output is queued.
-    package var writeArmed: Bool { events.isArmed(Connection.writeEvent) }
+    package var writeArmed: Bool { events.isLentArmed }
 
     /// Registers with the reactor, applies socket options and starts reading.
     package func start(handler: any ConnectionHandler) {
         self.handler = handler
         if !transport.isMemory { reactor.register(self) }
         if config.options.noDelay, !transport.isMemory { Socket.setNoDelay(transport.fd) }
+        if let keepAlive = config.options.keepAlive, !transport.isMemory {
+            let seconds = keepAlive.seconds
+            Socket.setKeepAlive(transport.fd, idleSeconds: seconds.idle, intervalSeconds: seconds.interval, count: keepAlive.count)
+        }
         if let idle = config.idleTimeoutNanoseconds {
             idleClockCountsReads = true
             lastActivity = Reactor.coarseNow
-            idleTimer = reactor.schedule(after: .nanoseconds(Int64(idle))) { [unowned self] _ in checkIdle() }
+            reactor.idleWheel(timeout: idle).insert(self, now: lastActivity, reactor: reactor)
         }
         updateReadInterest()
         handler.opened(self)
@@ -145,6 +197,18 @@ public final class Connection {
     /// The reactor's logger.
     public var logger: Logger { reactor.logger }
 
+    /// The TCP peer of the accepted socket when a PROXY header came first: the balancer.
+    /// Nil without the PROXY protocol (then ``peerAddress`` is the TCP peer).
+    public var proxyPeer: SocketAddress? { proxyInfo?.balancer }
+
+    /// Metadata for a log line about this connection: its peer, as `peer` (and the
+    /// balancer, as `proxy`, when a PROXY header came first), so that log pipelines can
+    /// filter and group by it instead of parsing message text.
+    public var logMetadata: Logger.Metadata {
+        guard let proxyPeer else { return ["peer": "\(peerAddress)"] }
+        return ["peer": "\(peerAddress)", "proxy": "\(proxyPeer)"]
+    }
+
     /// Bytes written but not yet taken by the kernel. Handlers watch ``isWritable``
     /// instead; the count is for tests.
     package var queuedOutputBytes: Int { output.count }
@@ -159,7 +223,7 @@ public final class Connection {
     package func write(_ bytes: UnsafeRawBufferPointer) -> Bool {
         guard lifecycle.acceptsWrites else { return false }
         reactor.assertInLoop()
-        return wrote(output.write(bytes, batching: batchDepth > 0, via: transport))
+        return wrote(output.write(bytes, batching: batchDepth > 0, via: transport), size: bytes.count)
     }
 
     /// Sends the bytes of a span (the ones just received, say), copying only what the
@@ -188,14 +252,26 @@ public final class Connection {
 
     /// Sends a header, a payload and a trailer as one write (a single `sendmsg`), copying
     /// none of them unless the kernel leaves some behind. `FramedConnection` uses it to
-    /// wrap a payload without building a contiguous frame first.
+    /// wrap a payload without building a contiguous frame first, and it counts as a frame
+    /// sent in the reactor's counters.
     @discardableResult
     package func write(
         prefix: UnsafeRawBufferPointer, _ payload: UnsafeRawBufferPointer, suffix: UnsafeRawBufferPointer
     ) -> Bool {
         guard lifecycle.acceptsWrites else { return false }
         reactor.assertInLoop()
-        return wrote(output.write(prefix, payload, suffix, batching: batchDepth > 0, via: transport))
+        // Counted here, not by FramedConnection: from another module the reactor's counts
+        // are reached through accessors: 627 instructions per pipelined line against 542 (callgrind).
+        reactor.tally.framesSent &+= 1
+        return wrote(
+            output.write(prefix, payload, suffix, batching: batchDepth > 0, via: transport),
+            size: prefix.count &+ payload.count &+ suffix.count)
+    }
+
+    /// A framer delivered `count` frames from one read (`FramedConnection`): counted in
+    /// the reactor's counters.
+    package func countFramesReceived(_ count: Int) {
+        reactor.tally.framesReceived &+= count
     }
 
     /// Runs `body` with writes held back, then sends everything it wrote in one syscall.
@@ -213,6 +289,26 @@ public final class Connection {
             if batchDepth == 0, !writeArmed, lifecycle.isFlushing { flushQueued() }
         }
         return try body()
+    }
+
+    /// Holds writes back until the reactor has run the executor jobs it is running now,
+    /// then sends them with one syscall: a task that writes a reply per frame it takes
+    /// (the async layer's `outbound.write`) pays one `send` per batch of jobs, as a
+    /// callback does per read with ``withBatchedWrites(_:)``. Outside a run of jobs it
+    /// does nothing, and the writes go out at once.
+    package func holdWritesUntilJobsEnd() {
+        guard !heldForJobs, reactor.isRunningJobs, lifecycle.acceptsWrites else { return }
+        heldForJobs = true
+        batchDepth += 1
+        reactor.holdUntilJobsEnd(self)
+    }
+
+    /// The reactor has run its jobs: the writes they made go out.
+    func releaseHeldWrites() {
+        guard heldForJobs else { return }
+        heldForJobs = false
+        batchDepth -= 1
+        if batchDepth == 0, !writeArmed, lifecycle.isFlushing { flushQueued() }
     }
 
     /// Closes gracefully: stops reading, sends everything queued, shuts down output,
@@ -306,6 +402,7 @@ public final class Connection {
         let buffer = reactor.readBuffer
         switch transport.read(into: buffer) {
         case .done(let count):
+            reactor.tally.bytesReceived &+= count
             guard lifecycle.isOpen else { return }  // lingering: the peer's late bytes are discarded
             if idleClockCountsReads { lastActivity = Reactor.coarseNow }
             let bytes = unsafe RawSpan(_unsafeBytes: UnsafeRawBufferPointer(start: buffer.baseAddress, count: count))
@@ -326,33 +423,55 @@ public final class Connection {
         }
     }
 
+    /// The bytes that came after the PROXY header in the read that completed it, handed
+    /// over as a read right after ``ConnectionHandler/opened(_:)`` (nothing reads the
+    /// shared buffer in between).
+    func receivedWithHeader(_ bytes: UnsafeRawBufferPointer) {
+        guard lifecycle.isOpen else { return }
+        if idleClockCountsReads { lastActivity = Reactor.coarseNow }
+        isReceiving = true
+        handler?.received(unsafe RawSpan(_unsafeBytes: bytes), on: self)
+        isReceiving = false
+    }
+
     private func updateReadInterest() {
-        let wanted = lifecycle.wantsInput(paused: isReadingPaused || isThrottled)
+        let wanted = lifecycle.wantsInput(
+            paused: isReadingPaused || isThrottled || (!isWritable && config.pausesReadingWhileNotWritable))
         guard wanted != events.isArmed(Connection.readEvent) else { return }
         if wanted { events.arm(Connection.readEvent) } else { events.disarm(Connection.readEvent) }
     }
 
     // MARK: - Writing
 
-    /// Turns what the output queue did with a write into activity, the write event,
-    /// writability and the budget.
+    /// Turns what the output queue did with a write of `size` bytes into activity, the
+    /// bytes-sent count, the write event, writability and the budget.
     @inline(__always)
-    private func wrote(_ outcome: OutputQueue.Outcome) -> Bool {
+    private func wrote(_ outcome: OutputQueue.Outcome, size: Int) -> Bool {
         switch outcome {
         case .sent:
+            reactor.tally.bytesSent &+= size
             noteActivity()
             return true
         case .queued(let added):
             if batchDepth == 0 { armWrite() }
             return queuedMore(added)
         case .partlySent(let added, let progress):
-            if progress { noteActivity() }
-            armWrite()
-            return queuedMore(added)
+            return partlySent(size: size, queued: added, progress: progress)
         case .failed(let error):
             failed(errno: error, operation: .write)
             return false
         }
+    }
+
+    /// The kernel took part of a write. Out of line, so that `wrote` stays small enough for
+    /// the optimizer to inline into the write paths (it would not: +42 instructions per
+    /// pipelined line, callgrind).
+    @inline(never)
+    private func partlySent(size: Int, queued added: Int, progress: Bool) -> Bool {
+        reactor.tally.bytesSent &+= size &- added
+        if progress { noteActivity() }
+        armWrite()
+        return queuedMore(added)
     }
 
     /// After output grew by `added` bytes: crossing the high watermark makes the connection
@@ -361,16 +480,25 @@ public final class Connection {
     @inline(__always)
     private func queuedMore(_ added: Int) -> Bool {
         let overBudget = reactor.budget.add(added)
-        if output.isOverLimit(config.options) {
-            abortOverLimit()
-            return false
-        }
-        if isWritable, output.isAboveHighWatermark(config.options) {
-            isWritable = false
-            handler?.writabilityChanged(self)
+        // One comparison on the path a reply per pipelined request takes.
+        if output.count > config.queueCheckThreshold {
+            if output.isOverLimit(config.options) {
+                abortOverLimit()
+                return false
+            }
+            if isWritable { becameNotWritable() }
         }
         if overBudget, !isThrottled { throttle() }
         return true
+    }
+
+    /// Queued output passed the high watermark: stop reading unless the options say not
+    /// to, and tell the handler.
+    @inline(never)
+    private func becameNotWritable() {
+        isWritable = false
+        if config.pausesReadingWhileNotWritable { updateReadInterest() }
+        handler?.writabilityChanged(self)
     }
 
     /// Queued output while the reactor is over its output budget: stop reading and
@@ -400,7 +528,8 @@ public final class Connection {
     @inline(never)
     private func abortOverLimit() {
         reactor.logger.warning(
-            "connection \(peerAddress): \(output.count) bytes queued, over the write buffer limit of \(config.options.writeBufferLimit); aborting")
+            "\(output.count) bytes queued, over the write buffer limit of \(config.options.writeBufferLimit); aborting the connection",
+            metadata: logMetadata)
         finish(.writeBufferLimitExceeded, reset: true)
     }
 
@@ -409,6 +538,7 @@ public final class Connection {
     package func flushQueued() {
         let flushed = output.flush(via: transport)
         if flushed.sent > 0 {
+            reactor.tally.bytesSent &+= flushed.sent
             reactor.budget.subtract(flushed.sent)
             noteActivity()
         }
@@ -443,17 +573,27 @@ public final class Connection {
     private func becameWritableIfDrained() {
         if !isWritable, !isThrottled, output.isAtLowWatermark(config.options), lifecycle.isOpen {
             isWritable = true
+            if config.pausesReadingWhileNotWritable { updateReadInterest() }
             handler?.writabilityChanged(self)
         }
     }
 
+    /// Out of line, like `partlySent`: rare, and it would make `wrote` too big to inline.
+    @inline(never)
     private func armWrite() {
-        guard !events.isArmed(Connection.writeEvent) else { return }
-        events.arm(Connection.writeEvent)
+        guard !events.isLentArmed else { return }
+        events.armLent(from: reactor.spareEvents, on: reactor.base, .writable(transport.fd), owner: self) { _, _, context in
+            LoopEvents.withBorrowedOwner(context, Connection.self) { $0.flushQueued() }
+        }
     }
 
     private func disarmWrite() {
-        events.disarm(Connection.writeEvent)
+        if events.isLentArmed { returnWriteEvent() }
+    }
+
+    @inline(never)
+    private func returnWriteEvent() {
+        events.disarmLent(to: reactor.spareEvents)
     }
 
     /// Stamps the idle clock; a reply written while receiving is covered by the read's stamp.
@@ -465,11 +605,15 @@ public final class Connection {
 
     private func beginClosing() {
         updateReadInterest()
-        closeTimer = reactor.schedule(after: config.options.closeTimeout) { [unowned self] _ in
-            reactor.logger.debug("connection \(peerAddress): graceful close took longer than \(config.options.closeTimeout); aborting")
-            finish(.timedOut, reset: true)
-        }
+        // Most closes have nothing queued and finish in this flush: the close timer is
+        // scheduled only for those that must wait.
         if batchDepth == 0, !writeArmed { flushQueued() }
+        guard lifecycle.waitsForDrain else { return }
+        closeTimer = reactor.schedule(after: config.options.closeTimeout) { [unowned self] _ in
+            reactor.logger.debug(
+                "graceful close took longer than \(config.options.closeTimeout); aborting the connection", metadata: logMetadata)
+            finish(.timedOut, reset: true, kind: .closeTimeout)
+        }
     }
 
     private func beginLingering() {
@@ -480,15 +624,14 @@ public final class Connection {
         closeTimer = reactor.schedule(after: config.options.lingerTimeout) { [unowned self] _ in apply(.lingerEnded) }
     }
 
-    private func checkIdle() {
-        guard let idle = config.idleTimeoutNanoseconds, lifecycle.isOpen else { return }
-        let quiet = Reactor.coarseNow &- lastActivity
-        if quiet >= idle {
-            reactor.logger.debug("connection \(peerAddress): idle for \(Duration.nanoseconds(Int64(quiet))); closing")
-            finish(.timedOut, reset: false)
-        } else {
-            idleTimer = reactor.schedule(after: .nanoseconds(Int64(idle - quiet))) { [unowned self] _ in checkIdle() }
-        }
+    /// The idle timeout still applies: the connection is open (one that is closing has its
+    /// close timeout instead).
+    var countsIdleTime: Bool { lifecycle.isOpen }
+
+    /// Its idle wheel found it quiet for the timeout.
+    func idleTimedOut(quiet: UInt64) {
+        reactor.logger.debug("idle for \(Duration.nanoseconds(Int64(quiet))); closing the connection", metadata: logMetadata)
+        finish(.timedOut, reset: false, kind: .idleTimeout)
     }
 
     private func failed(errno error: Int32, operation: ReactorError.Operation) {
@@ -499,17 +642,19 @@ public final class Connection {
         }
     }
 
-    /// Closes now: abort, a socket error, a timeout, teardown.
-    private func finish(_ reason: CloseReason, reset: Bool = false) {
+    /// Closes now: abort, a socket error, a timeout, teardown. `kind` says which timeout
+    /// ran out, which the reason alone does not.
+    private func finish(_ reason: CloseReason, reset: Bool = false, kind: ConnectionCloseKind? = nil) {
         guard lifecycle.state != .closed else { return }
         _ = lifecycle.handle(.finish(reason))
-        finished(reason, reset: reset)
+        finished(reason, reset: reset, kind: kind)
     }
 
     /// The state machine reached closed: close the socket and tell the handler, after the
     /// current callback returns.
-    private func finished(_ reason: CloseReason, reset: Bool) {
-        events.disarmAll()
+    private func finished(_ reason: CloseReason, reset: Bool, kind: ConnectionCloseKind? = nil) {
+        reactor.tally.closedConnections[closeKind(reason, kind)] &+= 1
+        events.disarmAll(lentTo: reactor.spareEvents)
         transport.close(reset: reset)
         reactor.budget.subtract(output.release())
         if isThrottled {
@@ -517,18 +662,49 @@ public final class Connection {
             reactor.budget.unthrottle(self)
         }
         if reactor.budget.isThrottling { reactor.outputDrained() }
-        idleTimer?.cancel()
-        closeTimer?.cancel()
-        idleTimer = nil
-        closeTimer = nil
+        if idleSlot != IdleWheel.notFiled, let idle = config.idleTimeoutNanoseconds {
+            reactor.idleWheel(timeout: idle).remove(self)
+        }
+        if let extras, let closeTimer = extras.closeTimer {
+            closeTimer.cancel()
+            extras.closeTimer = nil
+        }
         let handler = self.handler
         self.handler = nil
         // The closure keeps the connection alive once the registry lets go (callbacks
         // borrow it without retaining).
         reactor.runSoon { handler?.closed(self, reason: reason) }
         if !transport.isMemory { reactor.unregister(self) }
-        listener?.connectionClosed()
-        listener = nil
+        config.source?.connectionClosed()
+    }
+
+    /// Graceful shutdown: answers what the peer has sent already (one read, as if the
+    /// socket had been readable), then closes. Without the read, a request that arrived
+    /// as the shutdown began would be dropped by the lingering close unanswered.
+    func closeForShutdown() {
+        if !transport.isMemory, lifecycle.wantsInput(paused: isReadingPaused || isThrottled) { readable() }
+        close()
+    }
+
+    /// How the close counts: a framing failure or the output budget is what closed it
+    /// when a timeout or an abort ended a connection they had stopped.
+    private func closeKind(_ reason: CloseReason, _ kind: ConnectionCloseKind?) -> ConnectionCloseKind {
+        if framingFailed { return .framingError }
+        switch reason {
+        case .endOfFile, .closed: return .normal
+        case .reset: return .reset
+        case .writeBufferLimitExceeded: return .limit
+        case .failed: return .error
+        case .timedOut, .aborted:
+            if isThrottled { return .outputBudget }
+            return kind ?? (reason == .aborted ? .aborted : .idleTimeout)
+        }
+    }
+
+    /// Its framer refused the peer's input (`FramedConnection`): whatever ends the
+    /// connection now, its close counts as a framing error.
+    package func noteFramingFailure() {
+        framingFailed = true
     }
 
     /// The reactor is stopping: close at once.

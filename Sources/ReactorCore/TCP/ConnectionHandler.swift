@@ -21,6 +21,9 @@ public protocol ConnectionHandler: AnyObject {
 
     /// ``Connection/isWritable`` changed: false when queued output rose above the high
     /// watermark, true when it fell to the low watermark. Stop producing while false.
+    /// Reading is already paused while false (unless
+    /// ``ConnectionOptions/pauseReadingWhileNotWritable`` is off), so a handler that only
+    /// answers what it reads needs nothing here; the default does nothing.
     func writabilityChanged(_ connection: Connection)
 
     /// The peer shut down its sending side (FIN) while this side may still write. Only

@@ -77,7 +77,11 @@ package struct ConnectionLifecycle: Equatable {
 
     /// Why a graceful close, once under way, will end: ``CloseReason/closed`` after
     /// ``Connection/close()``, ``CloseReason/endOfFile`` after the peer's FIN.
-    package private(set) var closeReason = CloseReason.closed
+    package var closeReason: CloseReason { closedByPeer ? .endOfFile : .closed }
+
+    /// The one bit behind ``closeReason``: a `CloseReason` stored here would take the room
+    /// of its largest case (a ``ReactorError``, over a hundred bytes) in every connection.
+    private var closedByPeer = false
 
     /// Writes are accepted (the connection is open and its output not shut down).
     @inline(__always)
@@ -154,7 +158,7 @@ package struct ConnectionLifecycle: Equatable {
             return .notifyInputClosed
         case (.open, .peerClosedInput(false)), (.outputDraining, .peerClosedInput(false)):
             state = .closingInputClosed
-            closeReason = .endOfFile
+            closedByPeer = true
             return .drain
         case (.outputClosed, .peerClosedInput):
             state = .closed
@@ -165,11 +169,11 @@ package struct ConnectionLifecycle: Equatable {
 
         case (.open, .close), (.outputDraining, .close), (.outputClosed, .close):
             state = .closing
-            closeReason = .closed
+            closedByPeer = false
             return .drain
         case (.inputClosed, .close), (.inputClosedOutputDraining, .close):
             state = .closingInputClosed
-            closeReason = .closed
+            closedByPeer = false
             return .drain
         case (.closing, .close), (.closingInputClosed, .close), (.lingering, .close):
             return Action.none

@@ -9,8 +9,10 @@ import Glibc
 /// ``releaseMemory()`` in the connection's deinit), so passing it along the write path
 /// costs no reference counting.
 struct ConnectionTransport {
-    let fd: Int32
+    // The pointer first: the descriptor then sits in the struct's last four bytes, and the
+    // connection's next stored property can use the four after it.
     private let unmanagedMemory: Unmanaged<MemoryTransport>?
+    let fd: Int32
 
     init(fd: Int32) {
         self.fd = fd

@@ -10,6 +10,12 @@ public final class PendingConnect {
     private let config: ConnectionConfig
     private var handler: (any ConnectionHandler)?
     private var events = LoopEvents(count: 1)
+    /// The host connect this is one attempt of, which decides what its outcome means.
+    var race: PendingHostConnect?
+    /// Told when the reactor, not its user, gives the connect up (it stops, or shuts down
+    /// gracefully): for the async layer's connect, which would otherwise wait forever for
+    /// an outcome the handler is never told.
+    package var onAbandon: (() -> Void)?
 
     init(reactor: Reactor, fd: Int32, address: SocketAddress, config: ConnectionConfig, handler: any ConnectionHandler) {
         self.reactor = reactor
@@ -27,8 +33,18 @@ public final class PendingConnect {
         guard handler != nil else { return }
         reactor.assertInLoop()
         handler = nil
+        race = nil
+        onAbandon = nil
         finish()
         if fd >= 0 { Socket.close(fd) }
+    }
+
+    /// The reactor gives up (`Registry.Entry.close()`): a cancel, then `onAbandon`.
+    func abandon() {
+        guard handler != nil else { return }
+        let onAbandon = self.onAbandon
+        cancel()
+        onAbandon?()
     }
 
     func wait(timeout: Duration) {
@@ -47,13 +63,20 @@ public final class PendingConnect {
     private func completed(timedOut: Bool) {
         guard let handler else { return }
         self.handler = nil
+        onAbandon = nil
         finish()
+        let race = self.race
+        self.race = nil
         let error = timedOut ? ETIMEDOUT : Socket.pendingError(fd)
         guard error == 0 else {
             Socket.close(fd)
             var failure = ReactorError(errno: error, operation: .connect, address: address)
             if timedOut { failure.hint = "no answer within the connect timeout" }
-            handler.connectFailed(failure)
+            if let race { race.attemptFailed(self, failure) } else { handler.connectFailed(failure) }
+            return
+        }
+        if let race, !race.attemptConnected(self) {
+            Socket.close(fd)
             return
         }
         let peer = SocketAddress.of(fd: fd, peer: true) ?? address
@@ -66,7 +89,13 @@ public final class PendingConnect {
         reactor.runSoon { [self] in
             guard let handler else { return }
             self.handler = nil
-            handler.connectFailed(error)
+            onAbandon = nil
+            if let race {
+                self.race = nil
+                race.attemptFailed(self, error)
+            } else {
+                handler.connectFailed(error)
+            }
         }
     }
 }
@@ -106,17 +135,27 @@ extension Reactor {
         return pending
     }
 
-    /// Resolves `host` (numeric, or a name through the blocking system resolver) and
-    /// connects to its first address; see ``connect(to:timeout:options:handler:)``.
+    /// Connects to a host name or numeric address without blocking the reactor: a name is
+    /// resolved on a helper thread by ``HappyEyeballsOptions/resolver``, then its addresses
+    /// race as RFC 8305 (Happy Eyeballs) says: IPv6 first, the next address (IPv4 first
+    /// among them) when an attempt fails or after ``HappyEyeballsOptions/attemptDelay``
+    /// without an answer; the first to connect wins and the others are closed.
     ///
-    /// - Throws: ``ReactorError`` with code ``ReactorError/Code/invalidAddress`` when
-    ///   `host` does not resolve.
+    /// The handler hears ``ConnectionHandler/opened(_:)`` or
+    /// ``ConnectionHandler/connectFailed(_:)`` once, never inside this call. The failure
+    /// names the host: ``ReactorError/Code/invalidAddress`` when it does not resolve,
+    /// ``ReactorError/Code/timedOut`` when nothing connected within `timeout` (resolution
+    /// included), otherwise the last attempt's error with its address.
     @discardableResult
     public func connect(
-        host: String, port: Int, timeout: Duration = .seconds(10),
-        options: ConnectionOptions = .init(), handler: any ConnectionHandler
-    ) throws(ReactorError) -> PendingConnect {
-        let address = try SocketAddress.resolve(host: host, port: port)[0]
-        return connect(to: address, timeout: timeout, options: options, handler: handler)
+        host: String, port: Int, timeout: Duration = .seconds(10), options: ConnectionOptions = .init(),
+        happyEyeballs: HappyEyeballsOptions = .init(), handler: any ConnectionHandler
+    ) -> PendingHostConnect {
+        preconditionInLoop()
+        let pending = PendingHostConnect(
+            reactor: self, host: host, port: port, timeout: timeout, options: options, eyeballs: happyEyeballs,
+            handler: handler)
+        pending.start(timeout: timeout)
+        return pending
     }
 }

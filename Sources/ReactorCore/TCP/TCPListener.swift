@@ -19,6 +19,9 @@ public struct ListenerOptions: Sendable, Equatable {
     /// Restrict an IPv6 listener to IPv6 (IPV6_V6ONLY, default on), so `::` and `0.0.0.0`
     /// can be bound side by side.
     public var ipv6Only: Bool = true
+    /// Require a PROXY protocol header (v1, v2 or either) at the start of every connection,
+    /// read before the handler is made (default nil: off). See ``ProxyProtocolOptions``.
+    public var proxyProtocol: ProxyProtocolOptions? = nil
 
     /// The defaults.
     public init() {}
@@ -33,6 +36,7 @@ public struct ListenerOptions: Sendable, Equatable {
         guard maxConnections > 0 else {
             throw .invalidOption("maxConnections", value: maxConnections, hint: "it must be positive")
         }
+        try proxyProtocol?.validate()
     }
 }
 
@@ -43,7 +47,7 @@ public struct ListenerOptions: Sendable, Equatable {
 /// accepting, logs one warning, and retries on a timer (10 ms doubling to 1 s) or as soon
 /// as one of its connections closes. Waiting connections stay in the kernel's backlog
 /// meanwhile; the loop never spins.
-public final class TCPListener {
+public final class TCPListener: ConnectionSource {
     let reactor: Reactor
     /// The socket.
     package let fileDescriptor: Int32
@@ -59,8 +63,10 @@ public final class TCPListener {
     public private(set) var isListening = true
     /// True while accepting is paused for want of file descriptors or by the connection limit.
     public private(set) var isAcceptPaused = false
+    /// With ``ListenerOptions/proxyProtocol`` on: headers read and refused, by kind.
+    public internal(set) var proxyCounters = ProxyProtocolCounters()
 
-    private let config: ConnectionConfig
+    let config: ConnectionConfig
     private let makeHandler: (Connection) -> any ConnectionHandler
     private var events = LoopEvents(count: 1)
     private var retryTimer: ReactorTimer?
@@ -69,6 +75,15 @@ public final class TCPListener {
     private var pausedForFiles = false
     private var lastLimitWarning: UInt64 = 0
     private var resumeScheduled = false
+    private var isDraining = false
+    /// Set on a ``ReactorGroup``'s acceptor: each accepted socket goes to this instead of
+    /// becoming a connection here (the socket, its peer, whether a drain accepted it, and
+    /// its PROXY header with the bytes after it when the listener takes the protocol).
+    var handOff: ((Int32, SocketAddress, Bool, ProxiedStart?) -> Void)?
+    var refusalLog = RefusalLog()
+    /// Called once when the listener closes, by ``close()`` or a shutdown: the async layer
+    /// ends its sequence of connections there.
+    package var onClose: (() -> Void)?
 
     init(
         reactor: Reactor, fd: Int32, address: SocketAddress, options: ListenerOptions,
@@ -80,6 +95,7 @@ public final class TCPListener {
         self.options = options
         self.config = ConnectionConfig(connectionOptions)
         self.makeHandler = makeHandler
+        config.source = self
         events.assign(0, on: reactor.base, .readable(fd), owner: self) { _, _, context in
             LoopEvents.withOwner(context, TCPListener.self) { $0.acceptReady() }
         }
@@ -98,20 +114,28 @@ public final class TCPListener {
         isListening = false
         events.disarm(0)
         retryTimer?.cancel()
+        handOff = nil  // it holds the group's receivers, which hold this listener
         Socket.close(fileDescriptor)
         reactor.registry.remove(self)
+        if let onClose {
+            self.onClose = nil
+            onClose()
+        }
     }
 
     private func acceptReady() {
-        for _ in 0..<options.acceptBatch {
+        // A drain takes the whole backlog, and what arrives meanwhile up to a batch more.
+        let batch = isDraining ? Int(options.backlog) + options.acceptBatch : options.acceptBatch
+        for _ in 0..<batch {
             guard isListening, !isAcceptPaused else { return }
-            guard connectionCount < options.maxConnections else {
+            guard connectionCount < options.maxConnections || isDraining else {
                 pause(reason: "\(connectionCount) connections open, the limit (maxConnections)", forFiles: false)
                 return
             }
             let (result, fd, peer) = Socket.accept(fileDescriptor)
             guard case .done = result else {
                 guard case .failed(let error) = result else { return }  // none waiting
+                reactor.tally.acceptErrors[error, default: 0] += 1
                 switch error {
                 case ECONNABORTED, EPROTO, EPERM:
                     continue  // that one connection failed; others may be waiting
@@ -129,12 +153,43 @@ public final class TCPListener {
                 continue
             }
             acceptedCount += 1
+            reactor.tally.acceptedConnections &+= 1
             if pausedForFiles { acceptsAgain() }
             connectionCount += 1
-            let connection = Connection(reactor: reactor, fd: fd, peer: peer, config: config)
-            connection.listener = self
-            connection.start(handler: makeHandler(connection))
+            if let proxyProtocol = options.proxyProtocol {
+                readProxyHeader(fd: fd, peer: peer, options: proxyProtocol, draining: isDraining)
+                continue
+            }
+            if let handOff {
+                handOff(fd, peer, isDraining, nil)
+                continue
+            }
+            open(Connection(reactor: reactor, fd: fd, peer: peer, config: config), draining: isDraining)
         }
+    }
+
+    /// Gives an accepted connection its handler; one a drain accepted (or accepted before
+    /// a shutdown and opened after it began) is served until its first input is answered.
+    func open(_ connection: Connection, draining: Bool) {
+        let handler = makeHandler(connection)
+        // Accepted by a shutdown's drain, or its PROXY header completed after the shutdown
+        // began: the client was already waiting, so its first request is served.
+        let late = draining || reactor.isShuttingDown
+        connection.start(handler: late ? ShutdownGrace(handler, reactor: reactor) : handler)
+    }
+
+    /// Graceful shutdown: accepts every connection already waiting in the kernel's queue,
+    /// past the batch and connection limits (they bound a flood, and the backlog bounds
+    /// this), then closes the socket. Closing a listener resets the connections still
+    /// queued on it, which for a member of a SO_REUSEPORT group are clients the kernel
+    /// promised to this socket; so nothing is left queued. A connection accepted here is
+    /// served until its first input is answered (``ShutdownGrace``).
+    func drainAndClose() {
+        guard isListening else { return }
+        isDraining = true
+        isAcceptPaused = false
+        acceptReady()
+        close()
     }
 
     /// Stops watching the socket, so readiness cannot spin the loop, until a retry timer
@@ -146,14 +201,14 @@ public final class TCPListener {
             if !pausedForFiles {
                 pausedForFiles = true
                 pausedSince = Reactor.now
-                reactor.logger.warning("listener \(address): accept paused: \(reason)")
+                reactor.logger.warning("accept paused: \(reason)", metadata: ["listener": "\(address)"])
             }
             retryTimer = reactor.schedule(after: retryDelay) { [unowned self] _ in resumeAccepting() }
             retryDelay = min(retryDelay * 2, .seconds(1))
         } else if Reactor.now &- lastLimitWarning > 60_000_000_000 || lastLimitWarning == 0 {
             // Hovering at the limit pauses and resumes with every close: warn once a minute.
             lastLimitWarning = Reactor.now
-            reactor.logger.warning("listener \(address): accept paused: \(reason)")
+            reactor.logger.warning("accept paused: \(reason)", metadata: ["listener": "\(address)"])
         }
     }
 
@@ -168,12 +223,13 @@ public final class TCPListener {
 
     private func acceptsAgain() {
         let pausedFor = Duration.nanoseconds(Int64(Reactor.now &- pausedSince))
-        reactor.logger.notice("listener \(address): accepting again after \(pausedFor)")
+        reactor.logger.notice("accepting again after \(pausedFor)", metadata: ["listener": "\(address)"])
         pausedForFiles = false
         retryDelay = .milliseconds(10)
     }
 
-    /// One of this listener's connections closed: a descriptor and a slot are free.
+    /// One of this listener's connections closed (here, or on the reactor a group's
+    /// acceptor handed it to): a descriptor and a slot are free.
     /// Accepting resumes after the current callback, so a new connection never opens
     /// inside the call that closed another.
     func connectionClosed() {
@@ -195,6 +251,8 @@ extension Reactor {
     ///   - host: an IPv4 or IPv6 address (`127.0.0.1`, `::1`, `0.0.0.0`, `::`) or a name
     ///     resolved once, blocking, before listening.
     ///   - port: the port; 0 lets the kernel choose (read it back from ``TCPListener/address``).
+    ///   - options: the listener's limits (``ListenerOptions``: backlog, connection limit, ...).
+    ///   - connectionOptions: the limits of every connection it accepts (``ConnectionOptions``).
     ///   - makeHandler: called on each accepted connection, returns its handler.
     /// - Throws: ``ReactorError`` naming the address and cause: ``ReactorError/Code/addressInUse``,
     ///   ``ReactorError/Code/invalidAddress``, ``ReactorError/Code/permissionDenied``, ...
