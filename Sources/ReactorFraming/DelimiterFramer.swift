@@ -1,7 +1,8 @@
 import Glibc
 
-/// Frames that end with a delimiter: `\n` (``line``), `\r\n` (``crlf``), or any byte
-/// sequence. The payload excludes the delimiter; an empty payload is a valid frame.
+/// Frames that end with a delimiter: `\n` (``line(maxFrameLength:)``), `\r\n`
+/// (``crlf(maxFrameLength:)``), or any byte sequence. The payload excludes the delimiter;
+/// an empty payload is a valid frame.
 ///
 /// A frame longer than ``maxFrameLength`` is refused as soon as more than
 /// `maxFrameLength + delimiter.count - 1` bytes have arrived without a delimiter, so a

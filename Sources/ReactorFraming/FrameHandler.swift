@@ -6,7 +6,7 @@ import ReactorCore
 /// ```swift
 /// final class Shout: FrameHandler {
 ///     func received(frame: RawSpan, on connection: FramedConnection) {
-///         _ = try? connection.send(frame: frame.decodeUTF8().uppercased())
+///         connection.send(frame: frame.decodeUTF8().uppercased())
 ///     }
 /// }
 /// reactor.listen(host: "127.0.0.1", port: 0) { _ in
@@ -26,10 +26,22 @@ public protocol FrameHandler: AnyObject {
     /// peer and the reason and aborts the connection; other connections are untouched.
     func framingFailed(_ error: FramingError, on connection: FramedConnection)
 
-    /// ``FramedConnection/isWritable`` changed; see ``ConnectionHandler/writabilityChanged(_:)``.
+    /// ``FramedConnection/isWritable`` changed; see `ConnectionHandler/writabilityChanged(_:)`.
     func writabilityChanged(_ connection: FramedConnection)
 
-    /// The connection closed; see ``ConnectionHandler/closed(_:reason:)``.
+    /// The peer shut down its sending side (FIN) while this side may still send. Only
+    /// called when `ConnectionOptions.allowRemoteHalfClosure` is on; otherwise a FIN
+    /// closes the connection (after flushing). Bytes of an unfinished frame are dropped.
+    /// The default closes the connection gracefully.
+    func inputClosed(_ connection: FramedConnection)
+
+    /// An outgoing connect (`Reactor.connect(to:timeout:options:handler:)` with this
+    /// framed connection as the handler) failed: refused, unreachable or timed out.
+    /// ``opened(_:)`` and ``closed(_:reason:)`` will not be called. The default does
+    /// nothing, as `ConnectionHandler.connectFailed(_:)`'s does.
+    func connectFailed(_ error: ReactorError, on connection: FramedConnection)
+
+    /// The connection closed; see `ConnectionHandler/closed(_:reason:)`.
     func closed(_ connection: FramedConnection, reason: CloseReason)
 }
 
@@ -37,9 +49,12 @@ extension FrameHandler {
     public func opened(_ connection: FramedConnection) {}
     public func writabilityChanged(_ connection: FramedConnection) {}
     public func closed(_ connection: FramedConnection, reason: CloseReason) {}
+    public func inputClosed(_ connection: FramedConnection) { connection.close() }
+
+    public func connectFailed(_ error: ReactorError, on connection: FramedConnection) {}
 
     public func framingFailed(_ error: FramingError, on connection: FramedConnection) {
-        connection.logger.warning("framing error from \(connection.peerAddress): \(error); closing the connection")
+        connection.logger.warning("framing error: \(error); closing the connection", metadata: connection.logMetadata)
         connection.abort()
     }
 }

@@ -1,7 +1,7 @@
 import Logging
 import ReactorCore
 
-/// Puts a ``Framer`` between a TCP ``Connection`` and a ``FrameHandler``: bytes in,
+/// Puts a ``Framer`` between a TCP `Connection` and a ``FrameHandler``: bytes in,
 /// frames out, and frames in, bytes out.
 ///
 /// Install it as the connection's handler:
@@ -14,7 +14,7 @@ import ReactorCore
 ///
 /// Frames are delivered straight from the reactor's read buffer when they arrive whole;
 /// only the tail of a read that ends mid-frame is copied, into a per-connection buffer
-/// that exists only while bytes wait in it. Replies sent with ``send(frame:)`` while
+/// that exists only while bytes wait in it. Replies sent with ``send(frame:)-(RawSpan)`` while
 /// frames are being delivered are gathered and written with one syscall after the last
 /// frame of the read.
 ///
@@ -37,7 +37,11 @@ public final class FramedConnection: ConnectionHandler {
 
     /// The framer, specialized for its type (see ``FramerEngine``).
     @exclusivity(unchecked) private var engine: FramerEngine {
-        didSet { borrowedEngine = Unmanaged.passUnretained(engine) }
+        didSet {
+            borrowedEngine = Unmanaged.passUnretained(engine)
+            // Decoded by the framer being replaced: the new one checks it.
+            decodedPayload = FramedConnection.noPayload
+        }
     }
     /// The same engine, called without a retain per frame: `engine` owns it, and a
     /// delivery in progress holds the one it started with.
@@ -63,6 +67,11 @@ public final class FramedConnection: ConnectionHandler {
     /// The connection while frames are being delivered, borrowed without a retain per
     /// reply: delivery holds a strong reference for its whole duration.
     @exclusivity(unchecked) private var delivering: Unmanaged<Connection>?
+    /// The payload of the frame being delivered, while its handler runs: sent back
+    /// unchanged (an echo), the framer may skip the checks it already passed
+    /// (``SpecializedFramer/encodeHeader(forDecoded:by:into:)``).
+    @exclusivity(unchecked) private var decodedPayload = FramedConnection.noPayload
+    private static var noPayload: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: nil, count: 0) }
 
     private var isDelivering: Bool { delivering != nil }
 
@@ -86,52 +95,74 @@ public final class FramedConnection: ConnectionHandler {
     /// The reactor's logger.
     public var logger: Logger { connection!.logger }
 
-    /// See ``Connection/isWritable``.
+    /// The connection's log metadata (its peer); see `Connection/logMetadata`.
+    public var logMetadata: Logger.Metadata { connection?.logMetadata ?? [:] }
+
+    /// See `Connection/isWritable`.
     public var isWritable: Bool { connection?.isWritable ?? false }
 
     /// Bytes received but not yet delivered as frames (a partial frame, or the rest of a
     /// paused read).
     public var bufferedInputBytes: Int { input.count }
 
+    /// What became of a frame given to ``send(frame:)-(RawSpan)``.
+    public enum SendResult: Sendable, Equatable {
+        /// Written, or queued to be written: the peer gets it unless the connection fails.
+        case sent
+        /// Dropped: the connection is closing or closed, or its output was shut down.
+        case closed
+        /// Dropped: the framer cannot frame this payload (over the limit, contains the
+        /// delimiter, not the fixed length). Nothing was sent; the connection is untouched.
+        case refused(FramingError)
+
+        /// True for ``sent``.
+        public var isSent: Bool { self == .sent }
+    }
+
     /// Sends `payload` as one frame: the framer's header, the payload, its trailer.
     ///
     /// Outside frame delivery the three parts go out in one `sendmsg` without copying;
     /// during delivery they are queued and flushed with the other replies.
     ///
-    /// - Returns: false when the connection is closing or closed (the frame is dropped).
-    /// - Throws: ``FramingError`` when the framer cannot frame the payload (over the limit,
-    ///   contains the delimiter, not the fixed length); nothing is sent.
+    /// It never throws: a reply needs no `do`/`catch`. Check the result where a dropped
+    /// frame matters (a payload that comes from user data may be unframeable).
     @discardableResult
-    public func send(frame payload: RawSpan) throws(FramingError) -> Bool {
-        try withUnsafeTemporaryAllocation(byteCount: FramerLimits.maxHeaderLength, alignment: 8) {
-            (header: UnsafeMutableRawBufferPointer) throws(FramingError) -> Bool in
+    public func send(frame payload: RawSpan) -> SendResult {
+        withUnsafeTemporaryAllocation(byteCount: FramerLimits.maxHeaderLength, alignment: 8) {
+            (header: UnsafeMutableRawBufferPointer) -> SendResult in
+            let decoded = decodedPayload
             let encoded = borrowedEngine._withUnsafeGuaranteedRef { engine in
                 Result { () throws(FramingError) -> (Int, UnsafeRawBufferPointer) in
-                    (try engine.encodeHeader(for: payload, into: header), engine.trailer)
+                    (try engine.encodeHeader(for: payload, into: header, decoded: decoded), engine.trailer)
                 }
             }
-            let (headerLength, trailer) = try encoded.get()
+            let headerLength: Int
+            let trailer: UnsafeRawBufferPointer
+            switch encoded {
+            case .success(let parts): (headerLength, trailer) = parts
+            case .failure(let error): return .refused(error)
+            }
             let prefix = UnsafeRawBufferPointer(rebasing: header[..<headerLength])
-            return payload.withUnsafeBytes { body in
+            let written = payload.withUnsafeBytes { body in
                 if let delivering {
                     return delivering._withUnsafeGuaranteedRef { $0.write(prefix: prefix, body, suffix: trailer) }
                 }
                 return connection?.write(prefix: prefix, body, suffix: trailer) ?? false
             }
+            return written ? .sent : .closed
         }
     }
 
-
     /// Sends an array of bytes as one frame; see ``send(frame:)-(RawSpan)``.
     @discardableResult
-    public func send(frame payload: [UInt8]) throws(FramingError) -> Bool {
-        try send(frame: payload.span.bytes)
+    public func send(frame payload: [UInt8]) -> SendResult {
+        send(frame: payload.span.bytes)
     }
 
     /// Sends a string's UTF-8 as one frame; see ``send(frame:)-(RawSpan)``.
     @discardableResult
-    public func send(frame payload: String) throws(FramingError) -> Bool {
-        try send(frame: Array(payload.utf8))
+    public func send(frame payload: String) -> SendResult {
+        send(frame: Array(payload.utf8))
     }
 
     /// Stops delivering frames (and reading from the socket) after the current one.
@@ -161,13 +192,13 @@ public final class FramedConnection: ConnectionHandler {
         }
     }
 
-    /// Closes gracefully; see ``Connection/close()``.
+    /// Closes gracefully; see `Connection/close()`.
     public func close() { connection?.close() }
 
-    /// Closes at once, dropping output; see ``Connection/abort()``.
+    /// Closes at once, dropping output; see `Connection/abort()`.
     public func abort() { connection?.abort() }
 
-    /// Half-closes the sending side; see ``Connection/shutdownOutput()``.
+    /// Half-closes the sending side; see `Connection/shutdownOutput()`.
     public func shutdownOutput() { connection?.shutdownOutput() }
 
     // MARK: - ConnectionHandler
@@ -204,7 +235,11 @@ public final class FramedConnection: ConnectionHandler {
     }
 
     public func inputClosed(_ connection: Connection) {
-        connection.close()
+        handler.inputClosed(self)
+    }
+
+    public func connectFailed(_ error: ReactorError) {
+        handler.connectFailed(error, on: self)
     }
 
     public func closed(_ connection: Connection, reason: CloseReason) {
@@ -275,10 +310,13 @@ public final class FramedConnection: ConnectionHandler {
     /// The per-frame loop, compiled for each framer type by its ``SpecializedFramer``
     /// conformance. Stops when the bytes run out, delivery pauses, the connection closes,
     /// framing fails (consuming everything), or the handler switches to another framer.
-    func deliverFrames<F: Framer>(
+    func deliverFrames<F: SpecializedFramer>(
         from bytes: UnsafeRawBufferPointer, framer: inout F, engine: FramerEngine, connection: Connection
     ) -> Int {
         var offset = 0
+        var frames = 0
+        // One call to the reactor's count per read, not one per frame.
+        defer { connection.countFramesReceived(frames) }
         while offset < bytes.count, !isDeliveryPaused, !hasFailed, connection.phase == .open, self.engine === engine {
             let rest = unsafe RawSpan(_unsafeBytes: UnsafeRawBufferPointer(rebasing: bytes[offset...]))
             let found: FrameSearch
@@ -301,8 +339,17 @@ public final class FramedConnection: ConnectionHandler {
             precondition(
                 frameLength > 0 && frameLength <= rest.byteCount && payload.lowerBound >= 0 && payload.upperBound <= frameLength,
                 "\(F.self).nextFrame returned frame(payload: \(payload), frameLength: \(frameLength)) for \(rest.byteCount) bytes")
+            let frame = rest.extracting(payload)
+            // `offset < bytes.count`, so `bytes` has a base; the framer's range was checked above.
+            // A constant per framer type: the others pay nothing for it.
+            if F.skipsChecksForDecoded {
+                decodedPayload = UnsafeRawBufferPointer(
+                    start: bytes.baseAddress.unsafelyUnwrapped + (offset &+ payload.lowerBound), count: payload.count)
+            }
             offset += frameLength
-            handler.received(frame: rest.extracting(payload), on: self)
+            frames &+= 1
+            handler.received(frame: frame, on: self)
+            if F.skipsChecksForDecoded { decodedPayload = FramedConnection.noPayload }
         }
         return offset
     }
@@ -312,6 +359,7 @@ public final class FramedConnection: ConnectionHandler {
     /// receives anything from it.
     private func fail(_ error: FramingError) {
         hasFailed = true
+        connection?.noteFramingFailure()
         connection?.pauseReading()
         handler.framingFailed(error, on: self)
     }

@@ -71,8 +71,8 @@ public enum FrameSearch: Sendable, Equatable {
 }
 
 /// Bad framing, on the way in or out. Incoming errors close the offending connection
-/// (see ``FrameHandler/framingFailed(_:on:)``); outgoing ones are thrown by
-/// ``FramedConnection/send(frame:)``.
+/// (see ``FrameHandler/framingFailed(_:on:)``); outgoing ones are returned by
+/// ``FramedConnection/send(frame:)-(RawSpan)`` as ``FramedConnection/SendResult/refused(_:)``.
 public enum FramingError: Error, Sendable, Equatable, CustomStringConvertible {
     /// A frame is longer than the limit. `length` is nil when not known yet (no
     /// delimiter within the limit).

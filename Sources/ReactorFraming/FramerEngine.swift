@@ -34,8 +34,12 @@ class FramerEngine {
 
     /// See ``Framer/encodeHeader(for:into:)``.
     @inline(__always)
-    final func encodeHeader(for payload: RawSpan, into header: UnsafeMutableRawBufferPointer) throws(FramingError) -> Int {
-        try code.encodeHeader(self, payload, header)
+    /// `decoded` is the payload of the frame being delivered (none outside delivery): a
+    /// `payload` that is those very bytes may skip the framer's checks.
+    final func encodeHeader(
+        for payload: RawSpan, into header: UnsafeMutableRawBufferPointer, decoded: UnsafeRawBufferPointer
+    ) throws(FramingError) -> Int {
+        try code.encodeHeader(self, payload, header, decoded)
     }
 
     /// Delivers whole frames from the front of `bytes` to the adapter's handler; see
@@ -58,7 +62,7 @@ class FramerEngine {
 
 /// A framer's per-frame calls, for one concrete type: see ``SpecializedFramer/code``.
 struct FramerCode {
-    let encodeHeader: (FramerEngine, RawSpan, UnsafeMutableRawBufferPointer) throws(FramingError) -> Int
+    let encodeHeader: (FramerEngine, RawSpan, UnsafeMutableRawBufferPointer, UnsafeRawBufferPointer) throws(FramingError) -> Int
     let deliverFrames: (FramerEngine, UnsafeRawBufferPointer, FramedConnection, Connection) -> Int
 }
 
@@ -68,13 +72,33 @@ struct FramerCode {
 protocol SpecializedFramer: Framer {
     /// The per-frame calls for an engine of this framer type (a ``TypedFramerEngine``).
     static var code: FramerCode { get }
+
+    /// True when ``encodeHeader(forDecoded:by:into:)`` skips checks, so that delivery
+    /// records each payload it hands out; false by default.
+    static var skipsChecksForDecoded: Bool { get }
+
+    /// The header for a payload that this framer's own ``Framer/nextFrame(in:)`` just
+    /// returned, unchanged (an echo): a framer whose checks such a payload always passes
+    /// skips them. By default, ``Framer/encodeHeader(for:into:)``.
+    static func encodeHeader(
+        forDecoded payload: RawSpan, by framer: inout Self, into header: UnsafeMutableRawBufferPointer
+    ) throws(FramingError) -> Int
 }
 
 extension SpecializedFramer {
+    static var skipsChecksForDecoded: Bool { false }
+
+    static func encodeHeader(
+        forDecoded payload: RawSpan, by framer: inout Self, into header: UnsafeMutableRawBufferPointer
+    ) throws(FramingError) -> Int {
+        try framer.encodeHeader(for: payload, into: header)
+    }
+
     static var code: FramerCode {
         FramerCode(
-            encodeHeader: { engine, payload, header throws(FramingError) in
-                try unsafeDowncast(engine, to: TypedFramerEngine<Self>.self).encodeHeaderInPlace(for: payload, into: header)
+            encodeHeader: { engine, payload, header, decoded throws(FramingError) in
+                try unsafeDowncast(engine, to: TypedFramerEngine<Self>.self).encodeHeaderInPlace(
+                    for: payload, into: header, decoded: decoded)
             },
             deliverFrames: { engine, bytes, adapter, connection in
                 unsafeDowncast(engine, to: TypedFramerEngine<Self>.self).deliverFramesInPlace(from: bytes, to: adapter, connection: connection)
@@ -84,7 +108,19 @@ extension SpecializedFramer {
 
 // The built-in framers: adding one to the module means adding it here, and the test
 // "every built-in framer takes the specialized path" fails until it is.
-extension DelimiterFramer: SpecializedFramer {}
+extension DelimiterFramer: SpecializedFramer {
+    static var skipsChecksForDecoded: Bool { true }
+
+    /// A payload this framer decoded is what came before the first delimiter of the stream
+    /// (and within ``maxFrameLength``): it cannot hold the delimiter, nor end with bytes
+    /// that form one with the trailer, so the scan ``encodeHeader(for:into:)`` makes (a
+    /// memchr per echoed line) is skipped.
+    static func encodeHeader(
+        forDecoded payload: RawSpan, by framer: inout DelimiterFramer, into header: UnsafeMutableRawBufferPointer
+    ) throws(FramingError) -> Int {
+        0
+    }
+}
 extension LengthPrefixFramer: SpecializedFramer {}
 extension NetstringFramer: SpecializedFramer {}
 extension FixedLengthFramer: SpecializedFramer {}
@@ -111,8 +147,15 @@ final class TypedFramerEngine<F: SpecializedFramer>: FramerEngine {
     /// Calls the framer in place: a non-mutating call on a stored property would copy it
     /// (retaining what it holds, a delimiter array say) for every frame.
     @inline(__always)
-    func encodeHeaderInPlace(for payload: RawSpan, into header: UnsafeMutableRawBufferPointer) throws(FramingError) -> Int {
-        try Self.encodeHeader(&typed, for: payload, into: header)
+    func encodeHeaderInPlace(
+        for payload: RawSpan, into header: UnsafeMutableRawBufferPointer, decoded: UnsafeRawBufferPointer
+    ) throws(FramingError) -> Int {
+        // A constant per framer type: the others pay nothing for the comparison.
+        if F.skipsChecksForDecoded, decoded.baseAddress != nil,
+           payload.withUnsafeBytes({ $0.baseAddress == decoded.baseAddress && $0.count == decoded.count }) {
+            return try F.encodeHeader(forDecoded: payload, by: &typed, into: header)
+        }
+        return try Self.encodeHeader(&typed, for: payload, into: header)
     }
 
     @inline(__always)
@@ -128,19 +171,24 @@ final class TypedFramerEngine<F: SpecializedFramer>: FramerEngine {
     }
 }
 
-/// Forwards to a framer known only as `any Framer`, one defined outside this module.
-struct AnyFramer: Framer {
-    var base: any Framer
+/// Forwards to a framer known only as `any Framer`, one defined outside this module (and,
+/// in ReactorBench, a user codec's response framer).
+package struct AnyFramer: Framer {
+    package var base: any Framer
 
-    var maxFrameLength: Int { base.maxFrameLength }
+    package init(base: any Framer) {
+        self.base = base
+    }
 
-    var trailer: [UInt8] { base.trailer }
+    package var maxFrameLength: Int { base.maxFrameLength }
 
-    mutating func nextFrame(in buffer: RawSpan) throws(FramingError) -> FrameSearch {
+    package var trailer: [UInt8] { base.trailer }
+
+    package mutating func nextFrame(in buffer: RawSpan) throws(FramingError) -> FrameSearch {
         try base.nextFrame(in: buffer)
     }
 
-    func encodeHeader(for payload: RawSpan, into header: UnsafeMutableRawBufferPointer) throws(FramingError) -> Int {
+    package func encodeHeader(for payload: RawSpan, into header: UnsafeMutableRawBufferPointer) throws(FramingError) -> Int {
         try base.encodeHeader(for: payload, into: header)
     }
 }

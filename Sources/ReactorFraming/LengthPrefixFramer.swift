@@ -10,12 +10,22 @@ import ReactorCore
 public struct LengthPrefixFramer: Framer, Sendable {
     /// The size of the length field.
     public enum Width: Int, Sendable, CaseIterable {
-        case one = 1, two = 2, four = 4, eight = 8
+        /// One byte: payloads up to 255 bytes.
+        case one = 1
+        /// Two bytes: up to 65,535.
+        case two = 2
+        /// Four bytes (Twisted's Int32StringReceiver, most RPC framings).
+        case four = 4
+        /// Eight bytes.
+        case eight = 8
     }
 
     /// Byte order of the length field.
     public enum ByteOrder: Sendable {
-        case bigEndian, littleEndian
+        /// Most significant byte first (network order).
+        case bigEndian
+        /// Least significant byte first.
+        case littleEndian
     }
 
     /// The size of the length field.
