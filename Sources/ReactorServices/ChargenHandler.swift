@@ -1,11 +1,11 @@
 import ReactorCore
 
 /// RFC 864 character generator over TCP: from connect until the peer closes, an endless
-/// stream of 72-character lines (see ``ChargenPattern``), each followed by CRLF. Anything
+/// stream of 72-character lines (see `ChargenPattern`), each followed by CRLF. Anything
 /// the client sends is ignored.
 ///
 /// Output is paced by the connection's writability: the handler writes while
-/// ``Connection/isWritable`` holds and resumes when ``writabilityChanged(_:)`` says the
+/// `Connection/isWritable` holds and resumes when ``writabilityChanged(_:)`` says the
 /// queue fell to the low watermark, so a slow reader costs at most one high watermark plus
 /// one chunk of memory, never more. It sends straight from the shared pattern, so the
 /// stream allocates nothing. A fast reader does not monopolise the reactor: after

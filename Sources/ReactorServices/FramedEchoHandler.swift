@@ -11,7 +11,7 @@ public final class FramedEchoHandler: FrameHandler {
 
     public func received(frame: RawSpan, on connection: FramedConnection) {
         // Re-encoding a frame that was just decoded with the same framer cannot fail.
-        _ = try? connection.send(frame: frame)
+        connection.send(frame: frame)
     }
 
     public func writabilityChanged(_ connection: FramedConnection) {

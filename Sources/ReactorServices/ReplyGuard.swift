@@ -37,7 +37,9 @@ public final class ReplyGuard {
     private let entries: UnsafeMutableBufferPointer<Entry>
     private let groups: Int
     private let ways: Int
-    private let refusedPorts: [UInt64]
+    /// One bit per port (65,536 bits): raw memory, not an array, so the check per
+    /// datagram has no bounds check or array header to load.
+    private let refusedPorts: UnsafeMutablePointer<UInt64>
     private let tokensPerNanosecond: Double
     private let burst: Double
     private let seed: UInt64
@@ -45,8 +47,10 @@ public final class ReplyGuard {
 
     /// A guard with `options`.
     ///
-    /// - Parameter now: monotonic nanoseconds, for the token buckets; tests pass their own.
-    /// - Throws: ``ReactorError`` when ``ReplyGuardOptions/validate()`` does.
+    /// - Parameters:
+    ///   - options: the limits (``ReplyGuardOptions``).
+    ///   - now: monotonic nanoseconds, for the token buckets; tests pass their own.
+    /// - Throws: `ReactorError` when ``ReplyGuardOptions/validate()`` does.
     public init(_ options: ReplyGuardOptions, now: @escaping () -> UInt64 = { Reactor.now }) throws(ReactorError) {
         try options.validate()
         self.options = options
@@ -55,9 +59,9 @@ public final class ReplyGuard {
         groups = (options.maxTrackedSources + ways - 1) / ways
         entries = .allocate(capacity: options.isRateLimited ? groups * ways : 0)
         entries.initialize(repeating: Entry())
-        var ports = [UInt64](repeating: 0, count: 65536 / 64)
-        for port in options.refusedSourcePorts { ports[port / 64] |= 1 << UInt64(port % 64) }
-        refusedPorts = ports
+        refusedPorts = .allocate(capacity: 65536 / 64)
+        refusedPorts.initialize(repeating: 0, count: 65536 / 64)
+        for port in options.refusedSourcePorts { refusedPorts[port / 64] |= 1 << UInt64(port % 64) }
         tokensPerNanosecond = options.repliesPerSecond / 1e9
         burst = Double(options.burst)
         seed = UInt64.random(in: .min ... .max)
@@ -71,13 +75,14 @@ public final class ReplyGuard {
 
     deinit {
         entries.deallocate()
+        refusedPorts.deallocate()
     }
 
     /// True if a reply to `sender` may go out now; counts the decision. When it returns
     /// true, one token of the sender's bucket is spent.
     public func permitsReply(to sender: SocketAddress) -> Bool {
         let port = sender.port
-        guard refusedPorts[port / 64] & (1 << UInt64(port % 64)) == 0 else {
+        guard refusedPorts[port &>> 6] & (1 &<< UInt64(port & 63)) == 0 else {
             counters.refusedSourcePort += 1
             return false
         }
