@@ -9,29 +9,44 @@ import Histogram
 public struct BenchMerge: Sendable {
     /// One run as its JSON file gave it.
     public struct Run: Sendable {
+        /// The JSON file it was read from.
         public var file: String
+        /// The machine that ran it (its host name).
         public var machine: String
+        /// The server it loaded.
         public var target: String
+        /// Requests answered correctly in its measured window.
         public var requests: Int
+        /// Its own requests per second.
         public var rps: Double
+        /// When it actually started (Unix seconds).
         public var startedAt: Double
+        /// How far its start was from the start asked for (`--start-at`), in seconds.
         public var startSkew: Double?
+        /// The start of its measured window (Unix seconds).
         public var measureStart: Double
+        /// The end of its measured window (Unix seconds).
         public var measureEnd: Double
     }
 
+    /// The runs merged, in the order given.
     public var runs: [Run]
-    /// The summed counts, in the order of ``summedKeys``.
+    /// The summed counts, in a fixed order (`requests`, `sent`, `errors`, ... `misses`).
     public var counts: [(String, Int)]
     /// Summed per-key counts (`error_kinds`, `status_codes`).
     public var countObjects: [(String, [(String, Int)])]
+    /// The sum of the runs' latency histograms (nanoseconds; corrected for coordinated
+    /// omission where a run was open loop).
     public var corrected: Histogram<UInt64>
     /// Nil unless every run was open loop.
     public var uncorrected: Histogram<UInt64>?
+    /// Bytes sent and received by every run together.
     public var bytes: Double
+    /// CPU seconds the load generators used together.
     public var clientCPUSeconds: Double
     /// The requested rates added up; nil unless every run was open loop.
     public var rate: Double?
+    /// The protocol the runs spoke (they must agree).
     public var protocolName: String
 
     /// Integer figures that add across machines.
@@ -47,6 +62,7 @@ public struct BenchMerge: Sendable {
     public var overlap: Double { (runs.map(\.measureEnd).min() ?? 0) - (runs.map(\.measureStart).max() ?? 0) }
     /// The latest start less the earliest.
     public var startSpread: Double { (runs.map(\.startedAt).max() ?? 0) - (runs.map(\.startedAt).min() ?? 0) }
+    /// Requests answered correctly, all runs together.
     public var requests: Int { counts.first { $0.0 == "requests" }?.1 ?? 0 }
     /// All requests over the span.
     public var rps: Double { span > 0 ? Double(requests) / span : 0 }
@@ -162,6 +178,7 @@ public struct BenchMerge: Sendable {
         return object
     }
 
+    /// The merged result as the JSON `--json` writes.
     public var json: String { JSONText.render(jsonObject) + "\n" }
 
     /// The report: the runs, then the merged throughput and latency.

@@ -27,7 +27,10 @@ public struct BenchOptions: Sendable, Equatable {
 
     /// The transports `custom` runs over.
     public enum Transport: String, Sendable, CaseIterable {
-        case tcp, udp
+        /// Requests over TCP connections.
+        case tcp
+        /// Requests as UDP datagrams.
+        case udp
     }
 
     /// A Redis or memcached command template and its share of the mix.
@@ -37,6 +40,7 @@ public struct BenchOptions: Sendable, Equatable {
         /// Relative frequency in the mix.
         public var weight: Int
 
+        /// A command template with its weight in the mix.
         public init(_ text: String, weight: Int = 1) {
             self.text = text
             self.weight = weight

@@ -5,7 +5,7 @@ import ReactorFraming
 /// The echo protocols (`raw` ... `udp`) expect every response to equal its request byte
 /// for byte (the targets are echo servers of that framing). `redis`, `memcached` and
 /// `http` speak those protocols to real servers; `custom` sends templates with a framing
-/// and a match of your choice (``CustomCodec``).
+/// and a match of your choice (`CustomCodec`).
 public enum BenchProtocol: String, Sendable, CaseIterable, CustomStringConvertible {
     /// Fixed-size requests of `size` bytes; a response is the next `size` bytes.
     case raw
@@ -19,13 +19,13 @@ public enum BenchProtocol: String, Sendable, CaseIterable, CustomStringConvertib
     case netstring
     /// One datagram of `size` bytes per request, one datagram back.
     case udp
-    /// RESP2 commands from ``BenchOptions/commands`` (``RedisCodec``).
+    /// RESP2 commands from ``BenchOptions/commands`` (`RedisCodec`).
     case redis
-    /// memcached's text protocol, commands from ``BenchOptions/commands`` (``MemcachedCodec``).
+    /// memcached's text protocol, commands from ``BenchOptions/commands`` (`MemcachedCodec`).
     case memcached
-    /// HTTP/1.1 with keep-alive (``HTTPCodec``).
+    /// HTTP/1.1 with keep-alive (`HTTPCodec`).
     case http
-    /// ``BenchOptions/custom``: a template, a framing and a match (``CustomCodec``).
+    /// `custom`: a template, a framing and a match (`CustomCodec`).
     case custom
 
     public var description: String { rawValue }

@@ -10,18 +10,14 @@ import Synchronization
 /// a worker that has not reported a little after that is stopped from outside.
 public enum BenchRunner {
     /// Runs `options` and returns what it measured. `progress` is called on the calling
-    /// thread about once a second.
+    /// thread about once a second; without it the workers do not compute the p99 it
+    /// shows (a walk of the histogram each second).
     public static func run(
         _ options: BenchOptions, progress: ((ProgressSnapshot) -> Void)? = nil
     ) throws(BenchError) -> BenchResult {
         try options.validate()
         let spec = try CodecSpec(options)
-        let address: SocketAddress
-        do {
-            address = try SocketAddress.resolve(host: options.host, port: options.port)[0]
-        } catch {
-            throw BenchError("cannot resolve \(options.host): \(error)")
-        }
+        let address = try targetAddress(options)
         let rssBefore = options.serverPID.flatMap { ProcessStats.memoryKiB(pid: $0, field: "VmRSS") }
         let schedule = RunSchedule(start: RunRecord.scheduledStart(options), warmup: options.warmup, duration: options.duration)
         let results = Mutex<[WorkerResult]>([])
@@ -31,6 +27,7 @@ public enum BenchRunner {
         // (no callback can reach a client any more) its clients are let go.
         var workers: [WorkerHolder] = []
         defer { for holder in workers { holder.worker.releaseClients() } }
+        let publishesP99 = progress != nil
         var logger = Logger(label: "reactor-bench")
         logger.logLevel = .critical
         for thread in 0..<options.threads {
@@ -43,7 +40,8 @@ public enum BenchRunner {
                     name: "bench-\(thread)", logger: logger, preciseTimers: options.rate != nil
                 ) { reactor in
                     let worker = BenchWorker(
-                        reactor: reactor, options: options, spec: spec, address: address, schedule: schedule, progress: progressBox
+                        reactor: reactor, options: options, spec: spec, address: address, schedule: schedule, progress: progressBox,
+                        publishesP99: publishesP99
                     ) { result in
                         results.withLock { $0.append(result) }
                         done.signal()

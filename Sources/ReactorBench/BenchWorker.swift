@@ -1,5 +1,6 @@
 import Histogram
 import ReactorCore
+import ReactorFraming
 
 /// The load one reactor generates: its share of the clients, the counts and histograms
 /// of their requests, and the timers that pace, police and end the run. Confined to its
@@ -29,7 +30,13 @@ final class BenchWorker {
     @exclusivity(unchecked) var now: UInt64 = 0
     private(set) var isFinished = false
 
-    @exclusivity(unchecked) private(set) var latency: LatencyRecorder
+    /// The latencies, up to the last ``flushLatencies()``.
+    private(set) var latency: LatencyRecorder
+    /// The latencies since then, per request: `uncorrected` in open loop only.
+    @exclusivity(unchecked) private var correctedCounts: LatencyCounts
+    @exclusivity(unchecked) private var uncorrectedCounts: LatencyCounts?
+    /// Longer latencies count as this.
+    private let highestLatency: UInt64
     @exclusivity(unchecked) private(set) var requests = 0
     @exclusivity(unchecked) private(set) var sent = 0
     @exclusivity(unchecked) private(set) var responseBytes = 0
@@ -53,12 +60,16 @@ final class BenchWorker {
     private var timers: [ReactorTimer] = []
     private let finished: @Sendable (WorkerResult) -> Void
 
+    /// Whether the p99 is published each second for the progress line.
+    private let publishesP99: Bool
+
     /// A worker on `reactor`; `finished` receives its figures, on the reactor's thread,
     /// when the measured window ends.
     init(
         reactor: Reactor, options: BenchOptions, spec: CodecSpec, address: SocketAddress, schedule: RunSchedule,
-        progress: WorkerProgress, finished: @escaping @Sendable (WorkerResult) -> Void
+        progress: WorkerProgress, publishesP99: Bool, finished: @escaping @Sendable (WorkerResult) -> Void
     ) {
+        self.publishesP99 = publishesP99
         self.reactor = reactor
         self.spec = spec
         self.options = options
@@ -72,6 +83,19 @@ final class BenchWorker {
         measureStart = schedule.measureStart
         end = schedule.end
         latency = LatencyRecorder(highestTrackable: (options.hardDeadline + .seconds(60)).nanoseconds)
+        highestLatency = latency.highestTrackable
+        correctedCounts = LatencyCounts(highestTrackable: highestLatency)
+        uncorrectedCounts = isOpenLoop ? LatencyCounts(highestTrackable: highestLatency) : nil
+    }
+
+    deinit {
+        correctedCounts.deallocate()
+        uncorrectedCounts?.deallocate()
+    }
+
+    /// Adds the latencies counted since the last flush to ``latency``; called before it is read.
+    func flushLatencies() {
+        latency.add(corrected: &correctedCounts, uncorrected: &uncorrectedCounts)
     }
 
     /// Creates the clients numbered `clientIndices` (of `options.connections` in all) and
@@ -92,7 +116,7 @@ final class BenchWorker {
             case .custom(let custom):
                 client = makeClient(index: index, CustomCodec(spec: custom, options: options, connection: index, seed: seed))
             case .user(let factory):
-                client = makeClient(index: index, factory.make(BenchConnectionInfo(index: index, seed: seed, options: options)))
+                client = makeClient(index: index, factory.make(BenchConnectionInfo(index: index, seed: seed, options: options)), builtIn: false)
             }
             if let interval {
                 // Spread the connections' schedules evenly over one interval.
@@ -110,9 +134,14 @@ final class BenchWorker {
         })
         timers.append(reactor.schedule(after: .milliseconds(100), repeating: .milliseconds(100)) { [self] _ in housekeeping() })
         if options.recordsIntervals { timers.append(scheduleIntervalSnapshots()) }
-        timers.append(reactor.schedule(after: .seconds(1), repeating: .seconds(1)) { [self] _ in
-            progress.p99.store(latency.corrected.totalCount > 0 ? latency.corrected.valueAtPercentile(99) : 0, ordering: .relaxed)
-        })
+        if publishesP99 {
+            // Only for a progress line: the walk costs millions of instructions when
+            // latencies spread far (under valgrind, say), which a run without one is spared.
+            timers.append(reactor.schedule(after: .seconds(1), repeating: .seconds(1)) { [self] _ in
+                flushLatencies()
+                progress.p99.store(latency.corrected.totalCount > 0 ? latency.corrected.valueAtPercentile(99) : 0, ordering: .relaxed)
+            })
+        }
         if let interval {
             // Requests leave on each connection's schedule; the tick only decides how
             // often the schedule is looked at (at most 1 ms late).
@@ -124,12 +153,30 @@ final class BenchWorker {
         }
     }
 
-    /// A client for `codec`, over TCP or UDP; each built-in codec gets its own
-    /// specialization of the client.
-    private func makeClient<Codec: BenchCodec>(index: Int, _ codec: Codec) -> any BenchClient {
-        options.isStream
-            ? TCPBenchClient(worker: self, index: index, depth: options.depth, codec: codec)
-            : UDPBenchClient(worker: self, index: index, depth: options.depth, codec: codec)
+    /// A client for `codec`, over TCP or UDP. Over TCP each built-in codec, with each
+    /// built-in framer, gets its own specialization of the client; a codec of the user's
+    /// (`builtIn` false), whose framer's type may change from one call to the next, frames
+    /// through `any Framer`.
+    private func makeClient<Codec: BenchCodec>(index: Int, _ codec: Codec, builtIn: Bool = true) -> any BenchClient {
+        guard options.isStream else { return UDPBenchClient(worker: self, index: index, depth: options.depth, codec: codec) }
+        func client<Responses: Framer>(_ makeResponses: @escaping (Codec) -> Responses) -> any BenchClient {
+            TCPBenchClient(worker: self, index: index, depth: options.depth, codec: codec, makeResponses: makeResponses)
+        }
+        func typed<Responses: Framer>(_: Responses.Type) -> any BenchClient {
+            client { $0.makeResponseFramer() as! Responses }  // a built-in codec's framer is always of one type
+        }
+        guard builtIn else { return client { AnyFramer(base: $0.makeResponseFramer()) } }
+        // The framer by its type: the client's framing loop is compiled for it.
+        switch codec.makeResponseFramer() {
+        case is RESPFramer: return typed(RESPFramer.self)
+        case is MemcachedFramer: return typed(MemcachedFramer.self)
+        case is HTTPResponseFramer: return typed(HTTPResponseFramer.self)
+        case is DelimiterFramer: return typed(DelimiterFramer.self)
+        case is LengthPrefixFramer: return typed(LengthPrefixFramer.self)
+        case is NetstringFramer: return typed(NetstringFramer.self)
+        case is FixedLengthFramer: return typed(FixedLengthFramer.self)
+        default: return client { AnyFramer(base: $0.makeResponseFramer()) }
+        }
     }
 
     /// Lets the clients go, once the reactor thread has ended (they and the worker refer
@@ -165,9 +212,10 @@ final class BenchWorker {
         case .miss: misses &+= 1
         }
         if isOpenLoop {
-            latency.record(corrected: now &- intended, uncorrected: now &- sentAt)
+            correctedCounts.record(Swift.min(now &- intended, highestLatency))
+            uncorrectedCounts!.record(Swift.min(now &- sentAt, highestLatency))
         } else {
-            latency.record(now &- sentAt)
+            correctedCounts.record(Swift.min(now &- sentAt, highestLatency))
         }
     }
 
@@ -245,6 +293,7 @@ final class BenchWorker {
         now = Reactor.now
         var inFlight = 0
         for client in clients { inFlight += client.inFlight }
+        flushLatencies()
         let result = WorkerResult(
             requests: requests, sent: sent, inFlightAtEnd: inFlight, answeredAfterEnd: answeredAfterEnd, responseBytes: responseBytes,
             errors: errors, warmupErrors: warmupErrors, latency: latency,

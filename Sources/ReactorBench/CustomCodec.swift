@@ -1,7 +1,7 @@
 import ReactorCore
 import ReactorFraming
 
-/// `--protocol custom`: requests from templates (round-robin), framed by ``Framing``
+/// `--protocol custom`: requests from templates (round-robin), framed by `Framing`
 /// (length prefixes and netstrings wrap the template's bytes; delimiter framings append
 /// the delimiter unless the template already ends with it), responses cut by the same
 /// framing and matched by ``Match`` against their payload (without delimiter or length
@@ -51,7 +51,7 @@ struct CustomCodec: BenchCodec {
         }
     }
 
-    func check(response: RawSpan, request: RawSpan, tag: UInt64) -> BenchOutcome {
+    mutating func check(response: RawSpan, request: RawSpan, tag: UInt64) -> BenchOutcome {
         response.withUnsafeBytes { payload -> BenchOutcome in
             switch spec.match {
             case .any:

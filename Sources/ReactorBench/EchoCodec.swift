@@ -43,7 +43,7 @@ struct EchoCodec: BenchCodec {
     }
 
     @inline(__always)
-    func check(response: RawSpan, request: RawSpan, tag: UInt64) -> BenchOutcome {
+    mutating func check(response: RawSpan, request: RawSpan, tag: UInt64) -> BenchOutcome {
         let offset = requests.payloadOffset
         let length = requests.payloadLength
         let matches = response.withUnsafeBytes { response in

@@ -43,7 +43,7 @@ struct HTTPCodec: BenchCodec {
         rotateHeader(&request, start: start, length: length, header: request.count - start - length)
     }
 
-    func check(response: RawSpan, request: RawSpan, tag: UInt64) -> BenchOutcome {
+    mutating func check(response: RawSpan, request: RawSpan, tag: UInt64) -> BenchOutcome {
         response.withUnsafeBytes { bytes -> BenchOutcome in
             // The framer has checked "HTTP/1.x NNN" and the head's end.
             let code = UInt16(bytes[9] - 48) * 100 + UInt16(bytes[10] - 48) * 10 + UInt16(bytes[11] - 48)

@@ -1,35 +1,52 @@
-/// The requests a stream connection has in flight, oldest first, in fixed storage: a
-/// ring of at most `capacity` entries, each with the bytes of its request (room for
-/// `requestRoom` bytes), allocated once per client.
+/// The requests a stream connection has in flight, oldest first, in fixed storage
+/// allocated once per client: their times and tags in rings of `capacity` entries, their
+/// bytes packed one after the other in a ring of `capacity + 1` times `requestRoom` bytes.
+///
+/// Packed, the requests built in one event lie side by side and leave in one write
+/// (``takeUnsent(_:)``) instead of one write each: callgrind counted the write of each
+/// request (the connection's checks, a copy into its output queue, the budget) at about
+/// a tenth of a pipelined Redis request.
 struct InFlightQueue {
     let capacity: Int
     let requestRoom: Int
     private let intended: UnsafeMutablePointer<UInt64>
     private let sent: UnsafeMutablePointer<UInt64>
+    private let start: UnsafeMutablePointer<Int>
     private let length: UnsafeMutablePointer<Int>
     private let tag: UnsafeMutablePointer<UInt64>
-    private let requests: UnsafeMutableRawBufferPointer
+    private let bytes: UnsafeMutableRawBufferPointer
     private var head = 0
     /// Entries in the queue.
     private(set) var count = 0
+    /// Where the next request's bytes go.
+    private var end = 0
+    /// The first byte of the requests not yet taken by ``takeUnsent(_:)``.
+    private var unsentStart = 0
+    /// When the unsent requests wrapped around the ring: where the first part ends (the
+    /// second runs from 0 to `end`); -1 when they did not.
+    private var unsentWrapEnd = -1
 
     init(capacity: Int, requestRoom: Int) {
         self.capacity = capacity
         self.requestRoom = requestRoom
         intended = .allocate(capacity: capacity)
         sent = .allocate(capacity: capacity)
+        start = .allocate(capacity: capacity)
         length = .allocate(capacity: capacity)
         tag = .allocate(capacity: capacity)
-        requests = .allocate(byteCount: Swift.max(capacity * requestRoom, 1), alignment: 8)
+        // One room more than the entries: whatever the lengths, the free stretch ahead of
+        // `end` (or at the start, after wrapping) holds a whole room while an entry is free.
+        bytes = .allocate(byteCount: Swift.max((capacity + 1) * requestRoom, 1), alignment: 8)
     }
 
     /// Frees the storage; the owner calls it once, from its deinit.
     func deallocate() {
         intended.deallocate()
         sent.deallocate()
+        start.deallocate()
         length.deallocate()
         tag.deallocate()
-        requests.deallocate()
+        bytes.deallocate()
     }
 
     var isFull: Bool { count == capacity }
@@ -44,25 +61,59 @@ struct InFlightQueue {
     /// Slot `slot`'s request bytes and tag.
     @inline(__always)
     func request(_ slot: Int) -> (bytes: UnsafeRawBufferPointer, tag: UInt64) {
-        (UnsafeRawBufferPointer(rebasing: requests[(slot * requestRoom)..<(slot * requestRoom + length[slot])]), tag[slot])
+        (UnsafeRawBufferPointer(start: bytes.baseAddress! + start[slot], count: length[slot]), tag[slot])
     }
 
-    /// Adds an entry and returns a buffer for its request; ``commit(_:length:tag:)`` records what was written.
+    /// Adds an entry and returns a buffer of `requestRoom` bytes for its request;
+    /// ``commit(_:length:tag:)`` records what was written.
     @inline(__always)
     mutating func append(intended intendedAt: UInt64, sent sentAt: UInt64) -> (slot: Int, buffer: BenchRequestBuffer) {
+        precondition(count < capacity, "InFlightQueue: append to a full queue")
         var tail = head + count
         if tail >= capacity { tail -= capacity }
         intended[tail] = intendedAt
         sent[tail] = sentAt
         count += 1
-        let room = UnsafeMutableRawBufferPointer(rebasing: requests[(tail * requestRoom)..<((tail + 1) * requestRoom)])
-        return (tail, BenchRequestBuffer(storage: room))
+        if end + requestRoom > bytes.count { wrap() }
+        start[tail] = end
+        return (tail, BenchRequestBuffer(storage: UnsafeMutableRawBufferPointer(start: bytes.baseAddress! + end, count: requestRoom)))
     }
 
+    /// Goes on at the start of the ring: the entries in flight end within a room of the
+    /// end (or are behind the start), so with one entry free the first room is free.
+    @inline(never)
+    private mutating func wrap() {
+        if unsentStart == end {
+            unsentStart = 0
+        } else {
+            // Two wraps between takes would need more unsent bytes than the entries hold.
+            precondition(unsentWrapEnd < 0, "InFlightQueue: wrapped twice with requests unsent")
+            unsentWrapEnd = end
+        }
+        end = 0
+    }
+
+    /// Records the request just built in `slot`'s buffer: its length and tag.
     @inline(__always)
-    func commit(_ slot: Int, length bytes: Int, tag value: UInt64) {
+    mutating func commit(_ slot: Int, length bytes: Int, tag value: UInt64) {
         length[slot] = bytes
         tag[slot] = value
+        end += bytes
+    }
+
+    /// Calls `body` with the bytes of the requests committed since the last call, oldest
+    /// first, in one piece (two when they wrap around the ring), and marks them taken.
+    @inline(__always)
+    mutating func takeUnsent(_ body: (UnsafeRawBufferPointer) -> Void) {
+        let base = UnsafeRawPointer(bytes.baseAddress!)
+        if unsentWrapEnd >= 0 {
+            body(UnsafeRawBufferPointer(start: base + unsentStart, count: unsentWrapEnd - unsentStart))
+            unsentStart = 0
+            unsentWrapEnd = -1
+        }
+        guard end > unsentStart else { return }
+        body(UnsafeRawBufferPointer(start: base + unsentStart, count: end - unsentStart))
+        unsentStart = end
     }
 
     /// The intended send time of the entry `offset` places after the oldest.
@@ -79,8 +130,12 @@ struct InFlightQueue {
         count -= 1
     }
 
+    /// Empties the queue, requests not yet taken included.
     mutating func removeAll() {
         head = 0
         count = 0
+        end = 0
+        unsentStart = 0
+        unsentWrapEnd = -1
     }
 }

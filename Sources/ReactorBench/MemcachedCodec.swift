@@ -28,9 +28,7 @@ struct MemcachedCodec: BenchCodec {
     func makeResponseFramer() -> any Framer { MemcachedFramer() }
 
     mutating func encodeRequest(into request: inout BenchRequestBuffer, context: BenchRequestContext) {
-        let index = spec.schedule[next]
-        next += 1
-        if next == spec.schedule.count { next = 0 }
+        let index = spec.command(advancing: &next)
         let command = spec.commands[index]
         values.begin(context)
         request.tag = UInt64(index) | UInt64(values.key) &<< 16
@@ -54,7 +52,7 @@ struct MemcachedCodec: BenchCodec {
         request.append("\r\n")
     }
 
-    func check(response: RawSpan, request: RawSpan, tag: UInt64) -> BenchOutcome {
+    mutating func check(response: RawSpan, request: RawSpan, tag: UInt64) -> BenchOutcome {
         let command = spec.commands[Int(tag & 0xFFFF)]
         return response.withUnsafeBytes { reply -> BenchOutcome in
             if Bytes.equals(reply, "ERROR\r\n") || Bytes.hasPrefix(reply, "CLIENT_ERROR") || Bytes.hasPrefix(reply, "SERVER_ERROR") {
@@ -76,7 +74,7 @@ struct MemcachedCodec: BenchCodec {
                 let dataEnd = reply.count - 7  // "\r\nEND\r\n"
                 guard dataEnd >= lineEnd + 2 else { return .wrongResponse }
                 let data = Bytes.slice(reply, (lineEnd + 2)..<dataEnd)
-                return TemplateValues.isValue(data, forKey: Int(tag &>> 16), size: spec.size, seed: spec.seed) ? .hit : .wrongResponse
+                return values.isValue(data, forKey: Int(tag &>> 16)) ? .hit : .wrongResponse
             case .ping, .other:
                 return .ok
             }

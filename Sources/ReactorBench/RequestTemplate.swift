@@ -2,6 +2,8 @@
 import Glibc
 #endif
 
+import Synchronization
+
 /// One request template, compiled before the run into literal bytes and variables, so a
 /// request is written without building a string.
 ///
@@ -147,8 +149,7 @@ struct TemplateLimits: Sendable {
 struct TemplateValues {
     private var generator: SplitMix64
     private var keys: KeyChooser
-    private let valueSeed: UInt64
-    private let size: Int
+    private let pool: ValuePool
     /// The current request's context.
     private(set) var context = BenchRequestContext(connection: 0, sequence: 0)
     /// The current request's key (drawn in ``begin(_:)``).
@@ -157,8 +158,7 @@ struct TemplateValues {
     init(options: BenchOptions, connection: Int, seed: UInt64) {
         generator = SplitMix64(seed: seed)
         keys = KeyChooser(options.keyDistribution, keyspace: options.keyspace, connection: connection, connections: options.connections)
-        valueSeed = options.seed
-        size = options.size
+        pool = ValuePool.shared(seed: options.seed, size: options.size)
     }
 
     /// Starts a request: takes its context and draws its key.
@@ -176,46 +176,92 @@ struct TemplateValues {
     /// Writes the current request's `{value}`: the value of its key.
     @inline(__always)
     mutating func writeValue(into buffer: inout BenchRequestBuffer) {
-        TemplateValues.writeValue(forKey: key, size: size, seed: valueSeed, into: &buffer)
+        buffer.append(value)
     }
+
+    /// The current request's `{value}`.
+    @inline(__always)
+    var value: UnsafeRawBufferPointer { pool.value(forKey: key) }
 
     /// True when `bytes` is the value `{value}` holds for `key`: what a GET of a key the
     /// run SET should find.
-    static func isValue(_ bytes: UnsafeRawBufferPointer, forKey key: Int, size: Int, seed: UInt64) -> Bool {
-        guard bytes.count == size else { return false }
-        var generator = SplitMix64(seed: seed ^ (UInt64(key) &* 0x9E37_79B9_7F4A_7C15))
-        var offset = 0
-        while offset < size {
-            var word = generator.next()
-            for _ in 0..<Swift.min(8, size - offset) {
-                if bytes[offset] != alphabet.utf8Start[Int(word & 63)] { return false }
-                word &>>= 8
-                offset += 1
-            }
-        }
-        return true
+    func isValue(_ bytes: UnsafeRawBufferPointer, forKey key: Int) -> Bool {
+        Bytes.equals(bytes, pool.value(forKey: key))
     }
 
-    /// The value of `key`: `size` printable bytes that depend only on the key and the run's
-    /// seed, so every connection writes the same value for a key and a GET can check it.
+    /// The eight bytes of `word`, each replaced by the ``alphabet`` letter its low six
+    /// bits index, computed for all eight at once (SWAR): a byte x of 0 ... 63 becomes
+    /// x + 97 ("a" ...), less 58 from 26 on ("A" ...), less 43 more from 52 ("0" ...),
+    /// less 13 more at 62 ("-"), plus 49 at 63 ("_"). No step carries or borrows across
+    /// bytes. It fills the ``ValuePool``, once per run.
     @inline(__always)
-    static func writeValue(forKey key: Int, size: Int, seed: UInt64, into buffer: inout BenchRequestBuffer) {
-        var generator = SplitMix64(seed: seed ^ (UInt64(key) &* 0x9E37_79B9_7F4A_7C15))
-        let letters = alphabet.utf8Start
-        var offset = 0
-        while offset < size {
-            var word = generator.next()
-            for _ in 0..<Swift.min(8, size - offset) {
-                buffer.append(letters[Int(word & 63)])
-                word &>>= 8
-                offset += 1
-            }
+    static func printable(_ word: UInt64) -> UInt64 {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let high: UInt64 = 0x8080_8080_8080_8080
+        let x = word & (0x3F &* ones)
+        // 1 in each byte whose x is at least `c`: 128 + x - c keeps its top bit then.
+        func atLeast(_ c: UInt64) -> UInt64 { (((x | high) &- c &* ones) & high) &>> 7 }
+        return x &+ 97 &* ones &- (58 &* atLeast(26) &+ 43 &* atLeast(52) &+ 13 &* atLeast(62)) &+ 49 &* atLeast(63)
+    }
+
+    /// The 64 letters of a value, none of them a space, `\r`, `\n` or a brace (URL-safe
+    /// base64's): what ``printable(_:)`` computes, spelled out (a test holds the two together).
+    static var alphabet: StaticString { "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_" }
+}
+
+/// The printable bytes every `{value}` of a run is cut from: ``spread`` bytes drawn from
+/// the run's seed, and room for one value more; the value of a key is the `size` bytes
+/// from an offset that the key picks. Writing a value is then a copy (callgrind: the 32
+/// bytes drawn per request, eight at a time, were a fifth of a pipelined SET).
+///
+/// One per seed and size in the process, shared by every connection, read-only once made.
+final class ValuePool: @unchecked Sendable {
+    /// How many offsets there are: another key's value passes a GET's check with odds of
+    /// about one in this.
+    static let spread = 1 << 16
+
+    let size: Int
+    private let bytes: UnsafeMutableRawPointer
+
+    private struct Key: Hashable {
+        var seed: UInt64
+        var size: Int
+    }
+
+    private static let pools = Mutex<[Key: ValuePool]>([:])
+
+    /// The pool of `seed` and `size`, made the first time it is asked for.
+    static func shared(seed: UInt64, size: Int) -> ValuePool {
+        pools.withLock { pools in
+            if let pool = pools[Key(seed: seed, size: size)] { return pool }
+            if pools.count >= 8 { pools.removeAll() }  // a process that tries many sizes keeps only a few
+            let pool = ValuePool(seed: seed, size: size)
+            pools[Key(seed: seed, size: size)] = pool
+            return pool
         }
     }
 
-    /// 64 printable bytes, none of them a space, `\r`, `\n` or a brace; a static string,
-    /// read through its pointer (no array access per byte).
-    static var alphabet: StaticString { "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_" }
+    init(seed: UInt64, size: Int) {
+        self.size = size
+        let count = ValuePool.spread + size
+        bytes = .allocate(byteCount: (count + 7) & ~7, alignment: 8)
+        var generator = SplitMix64(seed: seed ^ 0x5641_4C55_4553)
+        for offset in stride(from: 0, to: count, by: 8) {
+            bytes.storeBytes(of: TemplateValues.printable(generator.next()).littleEndian, toByteOffset: offset, as: UInt64.self)
+        }
+    }
+
+    deinit {
+        bytes.deallocate()
+    }
+
+    /// The value of `key`: `size` bytes that depend only on the key and the seed.
+    @inline(__always)
+    func value(forKey key: Int) -> UnsafeRawBufferPointer {
+        // The top 16 bits of a Fibonacci hash: neighbouring keys land far apart.
+        let offset = Int(truncatingIfNeeded: (UInt64(truncatingIfNeeded: key) &* 0x9E37_79B9_7F4A_7C15) &>> 48)
+        return UnsafeRawBufferPointer(start: bytes + offset, count: size)
+    }
 }
 
 /// How `{key}` is drawn.
@@ -273,7 +319,9 @@ struct KeyChooser {
     mutating func next(_ generator: inout SplitMix64) -> Int {
         switch distribution {
         case .uniform:
-            return Int(generator.next() % UInt64(keyspace))
+            // A multiply for the range, not a 64-bit division (tens of cycles, per request);
+            // the bias is below keyspace / 2^64.
+            return Int(truncatingIfNeeded: generator.next().multipliedFullWidth(by: UInt64(keyspace)).high)
         case .sequential:
             let key = nextSequential
             nextSequential += stride

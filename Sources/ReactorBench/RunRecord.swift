@@ -14,6 +14,7 @@ public struct RunRecord: Sendable {
     public var actualStart: Double
     /// The measured window on the wall clock (Unix seconds).
     public var measureStart: Double
+    /// The end of the measured window (Unix seconds).
     public var measureEnd: Double
     /// The run's latencies in nanoseconds, all threads.
     public var latency: LatencyRecorder
@@ -44,7 +45,7 @@ public struct RunRecord: Sendable {
         ]
     }
 
-    /// The monotonic time (``Reactor/now``) a run of `options` starts at: `--start-at` on
+    /// The monotonic time (`Reactor/now`) a run of `options` starts at: `--start-at` on
     /// the wall clock, or at once; never sooner than 100 ms from now, the time the
     /// workers need to set up.
     static func scheduledStart(_ options: BenchOptions) -> UInt64 {
@@ -55,7 +56,7 @@ public struct RunRecord: Sendable {
         return Swift.max(soonest, Reactor.now + UInt64(ahead * 1e9))
     }
 
-    /// A monotonic time (``Reactor/now``) on the wall clock, in Unix seconds.
+    /// A monotonic time (`Reactor/now`) on the wall clock, in Unix seconds.
     static func unixTime(ofMonotonic time: UInt64) -> Double {
         let now = Reactor.now
         let wall = Date().timeIntervalSince1970
@@ -115,7 +116,9 @@ extension BenchWorker {
         return reactor.schedule(
             after: .nanoseconds(Int64(first - Swift.min(first, Reactor.now))), repeating: .seconds(1)
         ) { [self] _ in
-            if intervalSnapshots.count < boundaries { intervalSnapshots.append(latency.corrected) }
+            guard intervalSnapshots.count < boundaries else { return }
+            flushLatencies()
+            intervalSnapshots.append(latency.corrected)
         }
     }
 }

@@ -1,6 +1,6 @@
 import ReactorCore
 
-/// The phases of a run on the monotonic clock (``Reactor/now``, the one clock every
+/// The phases of a run on the monotonic clock (`Reactor/now`, the one clock every
 /// timestamp of a run is taken from, on every thread), shared by every worker so their
 /// windows line up.
 struct RunSchedule: Sendable {

@@ -37,6 +37,7 @@ public struct SLOSearch {
 
     /// The objective; a sweep may go without one (a curve, nothing found).
     public var target: LatencyTarget?
+    /// How rates are chosen: a search for the highest that meets the target, or a sweep.
     public var plan: Plan
     /// The options every step starts from (the rate is the search's).
     public var options: BenchOptions
@@ -45,6 +46,7 @@ public struct SLOSearch {
     /// A bound on the search's steps whatever the server does.
     public var maximumSteps = 30
 
+    /// A search or sweep over `options`, each step a run at the rate the plan picks.
     public init(target: LatencyTarget?, plan: Plan, options: BenchOptions) {
         self.target = target
         self.plan = plan
@@ -123,13 +125,27 @@ public struct SLOSearch {
 
 /// One step of a search or sweep.
 public struct SLOStep: Sendable {
+    /// What the step was for.
     public enum Phase: String, Sendable {
-        case probe, bracket, confirm, bisect, sweep
+        /// The closed-loop run that finds the rate to start from.
+        case probe
+        /// Doubling or halving the rate until one meets the target and one misses.
+        case bracket
+        /// Before any rate has met the target, a miss run again at the same rate before
+        /// the rate halves (a stall of a shared machine is not the server's capacity).
+        case confirm
+        /// Halving the bracket between the highest rate that met the target and the
+        /// lowest that missed it.
+        case bisect
+        /// One rate of a sweep.
+        case sweep
     }
 
+    /// What the step was for.
     public var phase: Phase
     /// The requested rate; nil for the closed-loop probe.
     public var rate: Double?
+    /// The run's figures.
     public var result: BenchResult
     /// The target's percentile in µs (errors and unsent requests counted as too slow);
     /// nil when they alone miss it, or for the probe.
@@ -149,9 +165,13 @@ public struct SLOStep: Sendable {
 /// What a search or sweep found, with every step: the table, the JSON `slo` object and
 /// the SVG curve.
 public struct SLOReport: Sendable {
+    /// The objective searched for, if any.
     public var target: LatencyTarget?
+    /// The plan the steps followed.
     public var plan: SLOSearch.Plan
+    /// Every step, in the order run.
     public var steps: [SLOStep]
+    /// The relative width of the bracket at which bisection stopped.
     public var precision: Double
 
     /// The step at the highest rate that met the target.

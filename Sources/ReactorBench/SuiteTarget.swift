@@ -32,7 +32,7 @@ public struct SuiteTarget: Sendable, Equatable {
     /// How to start it; empty for a target that is already running.
     public var commands: [Command]
 
-    /// A target; see ``parseTarget(_:)``, ``parseSpawn(_:)`` and ``parsePeers(_:)`` for the
+    /// A target; see ``parseTarget(_:)``, ``parseSpawn(_:)`` and ``parsePeers(_:file:)`` for the
     /// command-line forms.
     public init(name: String, host: String = "127.0.0.1", port: Int? = nil, pid: Int32? = nil, commands: [Command] = []) {
         self.name = name
