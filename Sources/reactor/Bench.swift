@@ -33,7 +33,7 @@ struct BenchRun: ParsableCommand {
             """
     )
 
-    @Argument(help: "The server, HOST:PORT (IPv6 as [ADDR]:PORT).")
+    @Argument(help: "The server, HOST:PORT: a name or a numeric address (IPv6 as [ADDR]:PORT).")
     var target: String
 
     @Option(name: .customLong("protocol"), help: "raw, line, crlf, int32, netstring, udp (echo servers of that framing), redis, memcached, http, or custom.")
@@ -210,7 +210,7 @@ struct BenchRun: ParsableCommand {
             try capacity.apply(to: &options)
             if capacity.searches { return try capacity.search(options, quiet: quiet, json: json) }
             let progress = ProgressPrinter(enabled: !quiet)
-            let result = try BenchRunner.run(options) { progress.show($0) }
+            let result = try BenchRunner.run(options, progress: quiet ? nil : { progress.show($0) })
             progress.finish()
             print(BenchSummary.text(result))
             if let json { try BenchFiles.write(result.json, to: json) }

@@ -72,7 +72,7 @@ struct CapacityOptions: ParsableArguments {
             first = false
             let progress = ProgressPrinter(enabled: !quiet)
             defer { progress.finish() }
-            return try BenchRunner.run(stepOptions) { progress.show($0) }
+            return try BenchRunner.run(stepOptions, progress: quiet ? nil : { progress.show($0) })
         }
         if let json { try BenchFiles.write(report.json, to: json) }
         if let out { try BenchFiles.write(report.svg, to: "\(out)/latency-curve.svg") }
