@@ -1,4 +1,4 @@
-// swift-tools-version: 6.1
+// swift-tools-version: 6.2
 import PackageDescription
 
 // Linux only: the reactor runs on epoll and calls accept4, eventfd, recvmmsg/sendmmsg and
@@ -10,8 +10,20 @@ let package = Package(
         .library(name: "ReactorFraming", targets: ["ReactorFraming"]),
         .library(name: "ReactorServices", targets: ["ReactorServices"]),
         .library(name: "ReactorLifecycle", targets: ["ReactorLifecycle"]),
+        .library(name: "ReactorAsync", targets: ["ReactorAsync"]),
         .library(name: "ReactorBench", targets: ["ReactorBench"]),
+        .library(name: "ReactorMetrics", targets: ["ReactorMetrics"]),
         .executable(name: "reactor", targets: ["reactor"]),
+    ],
+    // A library-only dependent declares `traits: []` and resolves, fetches and builds none of
+    // swift-argument-parser, hdrhistogram-swift, swift-metrics and swift-prometheus
+    // (docs/architecture.md, "Dependencies"); `traits: ["Metrics"]` for ReactorMetrics.
+    traits: [
+        .trait(name: "Metrics", description: "ReactorMetrics: swift-metrics, swift-prometheus"),
+        .trait(
+            name: "Tools", description: "The reactor command and ReactorBench: swift-argument-parser, hdrhistogram-swift",
+            enabledTraits: ["Metrics"]),
+        .default(enabledTraits: ["Tools"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
@@ -19,20 +31,24 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        // `make docs`: the DocC catalogs (Sources/<Module>/<Module>.docc), built with --warnings-as-errors.
+        .package(url: "https://github.com/swiftlang/swift-docc-plugin.git", from: "1.5.0"),
     ],
     targets: [
         // libevent's headers and library (libevent-dev; `make` installs it when
         // `pkg-config --exists libevent_core` fails).
         .systemLibrary(name: "CEvent", pkgConfig: "libevent_core", providers: [.apt(["libevent-dev"])]),
         // Thin C helpers over Linux system calls (sockets, datagram batches, clocks).
-        .target(name: "CSystem"),
+        .target(name: "CReactorSystem"),
         // zlib for the HdrHistogram encoding of `reactor bench` (zlib1g-dev; `make deps`).
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .target(
             name: "ReactorCore",
             dependencies: [
                 "CEvent",
-                "CSystem",
+                "CReactorSystem",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -44,6 +60,16 @@ let package = Package(
             ]
         ),
         .target(name: "ReactorServices", dependencies: ["ReactorCore", "ReactorFraming"]),
+        // async/await above the callback API: AsyncConnection, AsyncListener, async connect
+        // and listen, AsyncRequestClient (docs/async.md).
+        .target(
+            name: "ReactorAsync",
+            dependencies: [
+                "ReactorCore",
+                "ReactorFraming",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .target(
             name: "ReactorLifecycle",
             dependencies: [
@@ -60,7 +86,17 @@ let package = Package(
                 "ReactorCore",
                 "ReactorFraming",
                 "CZlib",
-                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "Histogram", package: "hdrhistogram-swift", condition: .when(traits: ["Tools"])),
+            ]
+        ),
+        // A reactor's counters flushed to swift-metrics on a timer, and the Prometheus
+        // text endpoint (a small HTTP/1.1 handler on the reactor) behind `serve --metrics`.
+        .target(
+            name: "ReactorMetrics",
+            dependencies: [
+                "ReactorCore",
+                .product(name: "CoreMetrics", package: "swift-metrics", condition: .when(traits: ["Metrics"])),
+                .product(name: "Prometheus", package: "swift-prometheus", condition: .when(traits: ["Metrics"])),
             ]
         ),
         .executableTarget(
@@ -70,10 +106,20 @@ let package = Package(
                 "ReactorFraming",
                 "ReactorServices",
                 "ReactorBench",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "ReactorMetrics",
+                .product(name: "Prometheus", package: "swift-prometheus", condition: .when(traits: ["Metrics"])),
+                .product(name: "ArgumentParser", package: "swift-argument-parser", condition: .when(traits: ["Tools"])),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Examples/ (README, "Examples"): built with the package, run by `make examples`.
+        .executableTarget(name: "AsyncClientExample", dependencies: ["ReactorAsync", "ReactorCore"], path: "Examples/AsyncClient"),
+        .executableTarget(name: "ReactorActorExample", dependencies: ["ReactorAsync", "ReactorCore"], path: "Examples/ReactorActor"),
+        // The async echo server Benchmarks/async/async-bench.sh measures against `reactor serve echo`.
+        .executableTarget(name: "async-echo", dependencies: ["ReactorAsync", "ReactorCore", "ReactorFraming"], path: "Benchmarks/async/AsyncEcho"),
+        // Allocations (Benchmarks/budgets, budget 0) and nanoseconds (Benchmarks/async/executor-bench.sh)
+        // of a job enqueued on the reactor's executor.
+        .executableTarget(name: "executor-bench", dependencies: ["ReactorCore"], path: "Benchmarks/async/ExecutorBench"),
         // Helpers the test targets share: reactors and servers scoped to a block, waiting
         // with deadlines, a blocking POSIX client, child processes, the built `reactor`
         // executable. A plain target so that every test target can depend on it; above
@@ -94,7 +140,7 @@ let package = Package(
         ),
         .testTarget(
             name: "DocsTests",
-            dependencies: ["ReactorCore", "ReactorFraming", "ReactorBench", "ReactorTestSupport"]
+            dependencies: ["ReactorCore", "ReactorFraming", "ReactorBench", "ReactorAsync", "ReactorTestSupport"]
         ),
         .testTarget(
             name: "ReactorFramingTests",
@@ -113,6 +159,21 @@ let package = Package(
         .testTarget(
             name: "ReactorServicesTests",
             dependencies: ["ReactorServices", "ReactorCore", "ReactorTestSupport"]
+        ),
+        .testTarget(
+            name: "ReactorMetricsTests",
+            dependencies: [
+                "ReactorMetrics",
+                "ReactorCore",
+                "ReactorFraming",
+                "ReactorTestSupport",
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
+        ),
+        .testTarget(
+            name: "ReactorAsyncTests",
+            dependencies: ["ReactorAsync", "ReactorCore", "ReactorFraming", "ReactorTestSupport"]
         ),
         .testTarget(
             name: "ReactorCoreTests",
