@@ -162,6 +162,11 @@ struct ReactorErrorTests {
         let idle = refusal { $0.idleTimeout = .zero }
         #expect(idle?.option == "idleTimeout")
         #expect(idle?.value == "0.0 seconds")
+        #expect(refusal { $0.keepAlive = TCPKeepAlive(idle: .zero) }?.option == "keepAlive.idle")
+        #expect(refusal { $0.keepAlive = TCPKeepAlive(idle: .seconds(32768)) }?.option == "keepAlive.idle")
+        #expect(refusal { $0.keepAlive = TCPKeepAlive(idle: .seconds(1), interval: .seconds(-1)) }?.option == "keepAlive.interval")
+        #expect(refusal { $0.keepAlive = TCPKeepAlive(idle: .seconds(1), count: 128) }?.option == "keepAlive.count")
+        #expect(refusal { $0.keepAlive = TCPKeepAlive(idle: .milliseconds(1)) } == nil)
     }
 
     @Test("listener and UDP options are refused before a socket is opened")

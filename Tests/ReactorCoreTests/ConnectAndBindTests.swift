@@ -7,32 +7,6 @@ import ReactorCore
 import ReactorTestSupport
 import Testing
 
-/// Starts a non-blocking connect and leaves it in flight; returns the socket.
-private func connectInBackground(to address: SocketAddress) -> Int32 {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-    _ = withSockAddr(address) { Glibc.connect(fd, $0, $1) }
-    return fd
-}
-
-/// A loopback listener with backlog 0 that never accepts, its accept queue filled by
-/// background connects: the kernel drops further SYNs, so a connect to ``address`` gets
-/// no answer at all. The sockets are closed when it is released.
-private final class SilentListener {
-    let listener: RawSocket
-    let address: SocketAddress
-    private let fillers: [Int32]
-
-    init() throws {
-        listener = try RawSocket(listenBacklog: 0)
-        address = try SocketAddress(ip: "127.0.0.1", port: listener.port)
-        let address = address
-        fillers = (0..<3).map { _ in connectInBackground(to: address) }
-        usleep(50_000)
-    }
-
-    deinit { fillers.forEach { close($0) } }
-}
-
 /// Runs `body` with a reactor thread that connects to `address` with the framework, and
 /// the record the handler fills.
 private func withFrameworkConnect(

@@ -191,6 +191,61 @@ struct EmbeddedConnectionTests {
         #expect(embedded.socketClosed == (true, true))
     }
 
+    @Test("a peer that pipelines and never reads: reading stops while not writable, by default, with no handler code")
+    func pausesReadingWhileNotWritableByDefault() throws {
+        // ScriptedHandler only records writability: it neither pauses nor resumes.
+        let handler = ScriptedHandler()
+        let embedded = try EmbeddedConnection(handler: handler)
+        embedded.readLimit = 4096
+        embedded.sendWindow = 0
+        let flood = [UInt8](repeating: 0x61, count: 1 << 20)
+        embedded.receive(flood)
+        let options = embedded.connection.options
+        #expect(!embedded.connection.isWritable)
+        #expect(!embedded.connection.readArmed, "still reading while not writable")
+        #expect(!embedded.connection.isReadingPaused, "the handler's own switch is untouched")
+        #expect(embedded.connection.queuedOutputBytes <= options.writeBufferHighWatermark + embedded.readLimit)
+        #expect(embedded.unreadInput >= flood.count - options.writeBufferHighWatermark - embedded.readLimit)
+        #expect(handler.closedReason == nil)
+        // The peer reads again: everything is echoed, in order, and reading resumed.
+        embedded.sendWindow = .max
+        #expect(embedded.takeWritten() == flood)
+        #expect(embedded.connection.readArmed)
+        #expect(embedded.connection.isWritable)
+    }
+
+    @Test("pauseReadingWhileNotWritable off: reading goes on past the high watermark until the limit aborts")
+    func pauseWhileNotWritableCanBeTurnedOff() throws {
+        var options = ConnectionOptions()
+        options.pauseReadingWhileNotWritable = false
+        options.writeBufferLimit = 256 * 1024
+        let handler = ScriptedHandler()
+        let embedded = try EmbeddedConnection(options: options, handler: handler)
+        embedded.readLimit = 4096
+        embedded.sendWindow = 0
+        embedded.receive([UInt8](repeating: 0x61, count: 1 << 20))
+        #expect(handler.events.contains("writable false"))
+        #expect(handler.closedReason == .writeBufferLimitExceeded)
+    }
+
+    @Test("resumeReading while not writable does not read until the queue drains to the low watermark")
+    func handlerResumeDoesNotOverrideWritability() throws {
+        var options = ConnectionOptions()
+        options.writeBufferHighWatermark = 8
+        options.writeBufferLowWatermark = 4
+        let handler = ScriptedHandler()
+        let embedded = try EmbeddedConnection(options: options, handler: handler)
+        embedded.sendWindow = 0
+        embedded.receive("0123456789")
+        #expect(!embedded.connection.readArmed)
+        embedded.connection.pauseReading()
+        embedded.connection.resumeReading()
+        embedded.receive("more")
+        #expect(embedded.unreadInput == 4)
+        embedded.sendWindow = .max
+        #expect(embedded.takeWrittenText() == "0123456789more")
+    }
+
     @Test("a send that fails with ECONNRESET closes with .reset and refuses the write")
     func sendFailure() throws {
         let handler = ScriptedHandler()

@@ -292,6 +292,19 @@ struct ShutdownTests {
         }
     }
 
+    @Test("a reactor shut down gracefully is freed once run() returns and its user lets go")
+    func shutDownReactorIsFreed() throws {
+        weak var released: Reactor?
+        try {
+            let reactor = try Reactor()
+            released = reactor
+            _ = try reactor.listen(host: "127.0.0.1", port: 0) { _ in ByteEcho() }
+            reactor.runSoon { reactor.shutdownGracefully(timeout: .seconds(20)) }
+            try reactor.run()
+        }()
+        #expect(released == nil, "the shutdown deadline's timer kept the reactor alive")
+    }
+
     @Test("shutdownGracefully aborts connections still open after its timeout")
     func gracefulShutdownTimeout() throws {
         try withProbedServer(keepReceivedBytes: false, configure: { handler, _ in

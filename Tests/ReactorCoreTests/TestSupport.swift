@@ -50,6 +50,34 @@ func reactorError(
     }
 }
 
+// MARK: - Connects nobody answers
+
+/// Starts a non-blocking connect and leaves it in flight; returns the socket.
+func connectInBackground(to address: SocketAddress) -> Int32 {
+    let fd = socket(address.family == .ipv4 ? AF_INET : AF_INET6, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    _ = withSockAddr(address) { Glibc.connect(fd, $0, $1) }
+    return fd
+}
+
+/// A loopback listener with backlog 0 that never accepts, its accept queue filled by
+/// background connects: the kernel drops further SYNs, so a connect to ``address`` gets
+/// no answer at all. The sockets are closed when it is released.
+final class SilentListener {
+    let listener: RawSocket
+    let address: SocketAddress
+    private let fillers: [Int32]
+
+    init(host: String = "127.0.0.1") throws {
+        listener = try RawSocket(host: host, listenBacklog: 0)
+        address = try SocketAddress(ip: host, port: listener.port)
+        let address = address
+        fillers = (0..<3).map { _ in connectInBackground(to: address) }
+        usleep(50_000)
+    }
+
+    deinit { fillers.forEach { close($0) } }
+}
+
 // MARK: - A server of probed connections
 
 /// Runs `body` with a server whose every connection is a ``ProbeHandler`` recording into

@@ -143,6 +143,40 @@ struct UDPSocketTests {
         }
     }
 
+    @Test("replies batched for two senders each reach their own sender, whether segmented or not",
+          arguments: [true, false])
+    func interleavedSenders(segmentationOffload: Bool) throws {
+        var options = UDPOptions()
+        options.receiveBufferSize = 4 << 20
+        options.segmentationOffload = segmentationOffload
+        // The first datagram (one byte) holds the reactor while both clients' datagrams queue
+        // up, so one receive batch holds them interleaved: equal sizes, two destinations
+        // that differ only in their port.
+        try withUDPTestServer(options: options, configure: { probe in
+            probe.onReceived = { datagram, _, _ in
+                if datagram.byteCount == 1 { Thread.sleep(forTimeInterval: 0.3) }
+            }
+        }) { server in
+            let first = try UDPTestClient(bufferSize: 4 << 20)
+            let second = try UDPTestClient(bufferSize: 4 << 20)
+            try first.send([0], to: server.address)
+            _ = try #require(server.record.wait { $0.received.count == 1 })
+            var toFirst: [[UInt8]] = [[0]]
+            var toSecond: [[UInt8]] = []
+            for index in 0..<24 {
+                let mine = pattern(count: 64, offset: index), theirs = pattern(count: 64, offset: 100 + index)
+                try first.send(mine, to: server.address)
+                try second.send(theirs, to: server.address)
+                toFirst.append(mine)
+                toSecond.append(theirs)
+            }
+            #expect(first.receiveAll() == toFirst)
+            #expect(second.receiveAll() == toSecond)
+            let counters = try server.counters()
+            #expect(counters.received == 49 && counters.sent == 49 && counters.sendDropped == 0)
+        }
+    }
+
     @Test("a run sent as one GSO message arrives as its datagrams, whether the kernel coalesces it or not",
           arguments: [true, false])
     func coalescedRun(receiveOffload: Bool) throws {
