@@ -17,7 +17,7 @@ final class FrameEcho: FrameHandler {
 
     func received(frame: RawSpan, on connection: FramedConnection) {
         frames.append(frame.copyBytes())
-        _ = try? connection.send(frame: frame)
+        connection.send(frame: frame)
         onFrame?(connection, frames.count)
     }
 
@@ -75,7 +75,7 @@ struct EmbeddedFramedConnectionTests {
         #expect(embedded.transport.sends == 1)
         #expect(embedded.sentEndOfFile)
         #expect(embedded.connection.phase == .lingering)
-        #expect(try !framed.send(frame: "late"))
+        #expect(framed.send(frame: "late") == .closed)
         embedded.receiveEndOfFile()
         #expect(echo.closedReason == .closed)
     }

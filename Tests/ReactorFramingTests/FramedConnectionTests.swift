@@ -369,7 +369,7 @@ struct FramedConnectionTests {
                 let sent = ReactorBound<[Bool]>([])
                 let recorder = Recorder()
                 recorder.onFrame = { _, framed, index in
-                    sent.value.append((try? framed.send(frame: replies[index])) ?? false)
+                    sent.value.append(framed.send(frame: replies[index]).isSent)
                     queued.value.append(framed.connection!.queuedOutputBytes)
                 }
                 let framed = attach(NetstringFramer(), recorder, to: connection)
@@ -388,29 +388,23 @@ struct FramedConnectionTests {
         }
     }
 
-    @Test("send(frame:) outside delivery writes at once; unframeable payloads throw and send nothing")
+    @Test("send(frame:) outside delivery writes at once; unframeable payloads are refused and send nothing")
     func sendOutsideDelivery() async throws {
         try await withDirectRig { rig in
             let outcome = try await rig.run { _, connection -> [String] in
                 var notes: [String] = []
                 let framed = attach(DelimiterFramer.crlf(maxFrameLength: 8), Recorder(), to: connection)
                 defer { framed.closed(connection, reason: .closed) }
-                if (try? framed.send(frame: "first")) != true { notes.append("first not sent") }
+                if framed.send(frame: "first") != .sent { notes.append("first not sent") }
                 if connection.queuedOutputBytes != 0 { notes.append("queued \(connection.queuedOutputBytes)") }
-                do throws(FramingError) {
-                    try framed.send(frame: "a\r\nb")
-                    notes.append("a payload with the delimiter was sent")
-                } catch {
-                    if case .unframeablePayload = error {} else { notes.append("wrong error \(error)") }
+                switch framed.send(frame: "a\r\nb") {
+                case .refused(.unframeablePayload): break
+                case let other: notes.append("a payload with the delimiter: \(other)")
                 }
-                do throws(FramingError) {
-                    try framed.send(frame: [UInt8](repeating: 0x61, count: 9))
-                    notes.append("an oversized payload was sent")
-                } catch {
-                    if error != .frameTooLong(length: 9, limit: 8) { notes.append("wrong error \(error)") }
-                }
+                let oversized = framed.send(frame: [UInt8](repeating: 0x61, count: 9))
+                if oversized != .refused(.frameTooLong(length: 9, limit: 8)) { notes.append("an oversized payload: \(oversized)") }
                 let span = Array("last".utf8)
-                if (try? withSpan(span) { try framed.send(frame: $0) }) != true { notes.append("last not sent") }
+                if withSpan(span, { framed.send(frame: $0) }) != .sent { notes.append("last not sent") }
                 return notes
             }
             #expect(outcome == [])

@@ -122,9 +122,7 @@ final class EchoRecorder: FrameHandler {
     func received(frame: RawSpan, on connection: FramedConnection) {
         let copy = frame.copyBytes()
         record.update { $0.frames.append(copy) }
-        do {
-            try connection.send(frame: frame)
-        } catch {
+        if case .refused(let error) = connection.send(frame: frame) {
             record.update { $0.notes.append("echo failed: \(error)") }
         }
     }
@@ -156,8 +154,10 @@ struct CapturingLogHandler: LogHandler {
         set { metadata[key] = newValue }
     }
 
+    /// The message, then its metadata as `key=value` (the peer is metadata, not text).
     func log(event: LogEvent) {
-        lines.update { $0.append((event.level, "\(event.message)")) }
+        let metadata = (event.metadata ?? [:]).sorted { $0.key < $1.key }.map { " \($0.key)=\($0.value)" }.joined()
+        lines.update { $0.append((event.level, "\(event.message)\(metadata)")) }
     }
 }
 
