@@ -79,9 +79,107 @@ extension BenchTests {
             #expect(text.hasPrefix("*3\r\n$3\r\nSET\r\n$\(keyText.utf8.count)\r\n\(keyText)\r\n$8\r\n"), "\(text.debugDescription)")
             #expect(text.hasSuffix("\r\n") && bytes.count == text.utf8.count)
             let value = Array(bytes[(bytes.count - 10)..<(bytes.count - 2)])
-            #expect(value.withUnsafeBytes { TemplateValues.isValue($0, forKey: key, size: 8, seed: options.seed) })
+            #expect(value == Array(ValuePool.shared(seed: options.seed, size: 8).value(forKey: key)))
             // The server's view of the request: one whole RESP array.
             #expect(try frame(RESPFramer(), bytes) == .frame(payload: 0..<bytes.count, frameLength: bytes.count))
+        }
+
+        // Each kind of argument length: fixed, counted from {key} {seq} {conn} before
+        // writing, and measured after writing ({rand}); the bulk lengths must be exact.
+        @Test func redisArgumentLengthsAreExactForEveryVariable() throws {
+            let options = options()
+            let mix = try CommandMix(
+                [BenchOptions.Command("HSET h{conn} f{seq}:{key}:{key} r{rand:5-12345}x {value}{value}")], options: options,
+                setNames: ["SET"], getNames: ["GET"], overhead: { _ in 16 })
+            var codec = RedisCodec(spec: mix, options: options, connection: 0, seed: 3)
+            for sequence in [0, 7, 12_345] {
+                let (bytes, tag) = encode(&codec, sequence: sequence)
+                let key = Int(tag >> 16)
+                #expect(try frame(RESPFramer(), bytes) == .frame(payload: 0..<bytes.count, frameLength: bytes.count))
+                let text = String(decoding: bytes, as: UTF8.self)
+                let field = "f\(sequence):\(key):\(key)"
+                #expect(text.hasPrefix("*5\r\n$4\r\nHSET\r\n$2\r\nh0\r\n$\(field.utf8.count)\r\n\(field)\r\n$"), "\(text.debugDescription)")
+                #expect(text.contains("x\r\n$16\r\n") && text.hasSuffix("\r\n"), "\(text.debugDescription)")
+            }
+        }
+
+        // The plans compiled per digit count of the key: each key length on each side of a
+        // power of ten gets its own exact `$N` header, with {key} and {value} together and
+        // with the key's argument first and last.
+        @Test func redisLengthsAreExactForKeysOfEveryDigitCount() throws {
+            let options = options {
+                $0.connections = 1
+                $0.keyspace = 1_000_000
+                $0.keyDistribution = .sequential
+            }
+            let mix = try CommandMix(
+                [BenchOptions.Command("SET k:{key} {value}"), BenchOptions.Command("GET {key}x{key}")], options: options,
+                setNames: ["SET"], getNames: ["GET"], overhead: { _ in 16 })
+            var digitCounts = Set<Int>()
+            for first in [0, 9, 99, 999, 9_999, 99_999, 999_998] {
+                // Connection `first` of one: its sequential keys start at `first`.
+                var codec = RedisCodec(spec: mix, options: options, connection: first, seed: 3)
+                for _ in 0..<2 {
+                    let (bytes, tag) = encode(&codec)
+                    let key = Int(tag >> 16)
+                    digitCounts.insert(String(key).count)
+                    #expect(try frame(RESPFramer(), bytes) == .frame(payload: 0..<bytes.count, frameLength: bytes.count))
+                    let text = String(decoding: bytes, as: UTF8.self)
+                    if tag & 0xFFFF == 0 {
+                        let keyText = "k:\(key)"
+                        let valueText = String(decoding: ValuePool.shared(seed: options.seed, size: 8).value(forKey: key), as: UTF8.self)
+                        #expect(text == "*3\r\n$3\r\nSET\r\n$\(keyText.utf8.count)\r\n\(keyText)\r\n$8\r\n\(valueText)\r\n", "\(text.debugDescription)")
+                    } else {
+                        let argument = "\(key)x\(key)"
+                        #expect(text == "*2\r\n$3\r\nGET\r\n$\(argument.utf8.count)\r\n\(argument)\r\n", "\(text.debugDescription)")
+                    }
+                }
+            }
+            #expect(digitCounts == Set(1...6))
+        }
+
+        /// A GET's check rests on RESPFramer having checked the reply: each reply here is
+        /// one it frames whole.
+        @Test func redisGetChecksTheValueOfItsKey() throws {
+            let options = options { $0.keyspace = 1000 }
+            let mix = try CommandMix(
+                [BenchOptions.Command("SET k{key} {value}"), BenchOptions.Command("GET k{key}")], options: options, setNames: ["SET"],
+                getNames: ["GET"], overhead: { _ in 16 })
+            var codec = RedisCodec(spec: mix, options: options, connection: 0, seed: 3)
+            let key = 417
+            let tag = UInt64(1) | UInt64(key) << 16  // command 1, the GET
+            let value = String(decoding: ValuePool.shared(seed: options.seed, size: 8).value(forKey: key), as: UTF8.self)
+            let other = String(decoding: ValuePool.shared(seed: options.seed, size: 8).value(forKey: key + 1), as: UTF8.self)
+            let cases: [(String, BenchOutcome)] = [
+                ("$8\r\n\(value)\r\n", .hit),
+                ("$-1\r\n", .miss),
+                ("$8\r\n\(other)\r\n", .wrongResponse),
+                ("$7\r\n\(value.dropLast())\r\n", .wrongResponse),
+                ("$9\r\n\(value)x\r\n", .wrongResponse),
+                // As long as the right reply, its digits saying one byte less: the header's
+                // \n falls in the bytes compared.
+                ("$07\r\n\(value.dropFirst())\r\n", .wrongResponse),
+                ("+OK\r\n", .wrongResponse),
+                (":8\r\n", .wrongResponse),
+                ("-ERR no\r\n", .serverError),
+            ]
+            for (reply, outcome) in cases {
+                let bytes = Array(reply.utf8)
+                #expect(try frame(RESPFramer(), bytes) == .frame(payload: 0..<bytes.count, frameLength: bytes.count), "\(reply.debugDescription)")
+                let got = bytes.withUnsafeBytes { bytes in
+                    codec.check(response: RawSpan(_unsafeBytes: bytes), request: RawSpan(_unsafeBytes: bytes), tag: tag)
+                }
+                #expect(got == outcome, "\(reply.debugDescription)")
+            }
+            // Without a SET of {value} in the mix, any bulk is a hit.
+            let lookups = try CommandMix(
+                [BenchOptions.Command("GET k{key}")], options: options, setNames: ["SET"], getNames: ["GET"], overhead: { _ in 16 })
+            var plain = RedisCodec(spec: lookups, options: options, connection: 0, seed: 3)
+            let bulk = Array("$3\r\nabc\r\n".utf8)
+            let got = bulk.withUnsafeBytes { bytes in
+                plain.check(response: RawSpan(_unsafeBytes: bytes), request: RawSpan(_unsafeBytes: bytes), tag: UInt64(key) << 16)
+            }
+            #expect(got == .hit)
         }
 
         @Test func weightsMixCommandsExactly() throws {
@@ -98,6 +196,35 @@ extension BenchTests {
             #expect(try frame(RESPFramer(), Array("$5\r\nhel".utf8)) == .needMore(atLeast: 4))
             #expect(try frame(RESPFramer(), Array("*2\r\n:1\r\n".utf8)) == .needMore(atLeast: 1))
             #expect(throws: FramingError.self) { try frame(RESPFramer(), Array("?what\r\n".utf8)) }
+        }
+
+        /// Every prefix of common and uncommon replies, with a reply after them: the short
+        /// paths for one-line and bulk replies and the general parse agree on where a reply
+        /// ends, wait for the rest of a partial one, and refuse a bad one.
+        @Test func respFramerCutsEveryPrefixRight() throws {
+            let replies = [
+                "+OK\r\n", "-ERR no\r\n", ":12345\r\n", "$3\r\nfoo\r\n", "$0\r\n\r\n", "$-1\r\n",
+                "$32\r\n" + String(repeating: "v", count: 32) + "\r\n", "+" + String(repeating: "x", count: 40) + "\r\n",
+                "+a\nb\r\n", "$12345678901\r\nx\r\n", "*2\r\n$1\r\na\r\n:1\r\n",
+            ]
+            for reply in replies {
+                let bytes = Array(reply.utf8)
+                let length = bytes.count
+                if reply.hasPrefix("$12345678901") {
+                    // Longer than the limit: refused whole or not.
+                    #expect(throws: FramingError.self) { try frame(RESPFramer(), bytes) }
+                    continue
+                }
+                #expect(try frame(RESPFramer(), bytes + Array("+OK\r\n".utf8)) == .frame(payload: 0..<length, frameLength: length), "\(reply.debugDescription)")
+                for cut in 0..<length {
+                    let found = try frame(RESPFramer(), Array(bytes[..<cut]))
+                    guard case .needMore = found else {
+                        Issue.record("\(reply.debugDescription) cut at \(cut): \(found)")
+                        continue
+                    }
+                }
+            }
+            #expect(throws: FramingError.self) { try frame(RESPFramer(), Array("$3\r\nfooX\r\n".utf8)) }
         }
 
         @Test func memcachedSetsCarryTheirLength() throws {

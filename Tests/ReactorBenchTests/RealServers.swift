@@ -95,15 +95,26 @@ final class RealServer {
 
     /// Sends `request` and reads until `terminator` ends what came back (or 5 s pass).
     func ask(_ request: String, until terminator: String) throws -> String {
+        try exchange(request, readTimeout: .seconds(1)) { reply, _ in
+            String(decoding: reply, as: UTF8.self).hasSuffix(terminator)
+        }
+    }
+
+    /// Sends `request` on a fresh connection and reads, each read waiting at most
+    /// `readTimeout`, until `isComplete(reply, lastRead)` holds, the server closes, or 5 s
+    /// pass; the reply as text.
+    private func exchange(
+        _ request: String, readTimeout: Duration, isComplete: ([UInt8], [UInt8]) -> Bool
+    ) throws -> String {
         let client = try TestClient(connectingTo: try SocketAddress.resolve(host: "127.0.0.1", port: port)[0])
         defer { client.close() }
         try client.send(request)
         var reply: [UInt8] = []
         let deadline = ContinuousClock.now + .seconds(5)
         while ContinuousClock.now < deadline {
-            let (bytes, end) = client.receiveSome(timeout: .seconds(1))
+            let (bytes, end) = client.receiveSome(timeout: readTimeout)
             reply += bytes
-            if String(decoding: reply, as: UTF8.self).hasSuffix(terminator) || end != nil { break }
+            if isComplete(reply, bytes) || end != nil { break }
         }
         return String(decoding: reply, as: UTF8.self)
     }
@@ -120,18 +131,8 @@ final class RealServer {
     func redisCommand(_ words: String...) throws -> String {
         var request = "*\(words.count)\r\n"
         for word in words { request += "$\(word.utf8.count)\r\n\(word)\r\n" }
-        let client = try TestClient(connectingTo: try SocketAddress.resolve(host: "127.0.0.1", port: port)[0])
-        defer { client.close() }
-        try client.send(request)
-        var reply: [UInt8] = []
-        let deadline = ContinuousClock.now + .seconds(5)
-        while ContinuousClock.now < deadline {
-            let (bytes, end) = client.receiveSome(timeout: .milliseconds(200))
-            reply += bytes
-            // Good enough for the replies asked for here: a line, or a bulk of one read.
-            if !reply.isEmpty, bytes.isEmpty || end != nil { break }
-        }
-        return String(decoding: reply, as: UTF8.self)
+        // Good enough for the replies asked for here: a line, or a bulk of one read.
+        return try exchange(request, readTimeout: .milliseconds(200)) { reply, last in !reply.isEmpty && last.isEmpty }
     }
 
     /// A field of Redis INFO, e.g. `cmdstat_set` or `keyspace_hits`.

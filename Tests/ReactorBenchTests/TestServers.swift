@@ -14,7 +14,7 @@ final class DelayedLineEcho: FrameHandler {
     func received(frame: RawSpan, on connection: FramedConnection) {
         let copy = frame.copyBytes()
         connection.connection?.reactor.schedule(after: delay) { _ in
-            _ = try? connection.send(frame: copy)
+            connection.send(frame: copy)
         }
     }
 }
@@ -42,7 +42,7 @@ final class CorruptingLineEcho: FrameHandler {
         count += 1
         var copy = frame.copyBytes()
         if count % 50 == 0, !copy.isEmpty { copy[0] = copy[0] == UInt8(ascii: "#") ? UInt8(ascii: "%") : UInt8(ascii: "#") }
-        _ = try? connection.send(frame: copy)
+        connection.send(frame: copy)
     }
 }
 
