@@ -29,6 +29,21 @@ struct BenchCommandTests {
         }
     }
 
+    @Test func theCommandTakesAHostNameAndNamesOneThatDoesNotResolve() throws {
+        try withEchoServer { server in
+            let child = try ChildProcess.reactor([
+                "bench", "localhost:\(server.port)", "--protocol", "raw", "--connections", "2", "--duration", "0.5",
+                "--warmup", "0", "--quiet",
+            ])
+            #expect(child.waitForExit(timeout: .seconds(10)) == 0, "\(child.standardError)")
+            #expect(child.standardOutput.contains("errors: 0"), "\(child.standardOutput)")
+        }
+        let unknown = try ChildProcess.reactor(["bench", "no-such-host.invalid:7", "--duration", "0.5", "--warmup", "0"])
+        let status = unknown.waitForExit(timeout: .seconds(15))
+        #expect(status != nil && status != 0)
+        #expect(unknown.standardError.contains("no-such-host.invalid"), "\(unknown.standardError)")
+    }
+
     @Test func theCommandRefusesWhatItCannotRun() throws {
         for arguments in [["bench", "no-port"], ["bench", "127.0.0.1:7", "--protocol", "udp", "--size", "4"],
                           ["bench", "suite"], ["bench", "suite", "--target", "x=nowhere"]] {

@@ -96,6 +96,7 @@ struct CommandLineTests {
         if arguments.contains("serve") {
             #expect(text.contains("--port"))
             #expect(text.contains("--host"))
+            #expect(text.contains("--threads") && text.contains("SO_REUSEPORT"), "--help says when SO_REUSEPORT is used")
         } else {
             #expect(text.contains("serve"))
         }

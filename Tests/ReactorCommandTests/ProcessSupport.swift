@@ -16,3 +16,12 @@ let twistedAvailable: Bool = {
     guard !child.process.isRunning else { return false }
     return child.process.terminationReason == .exit && child.process.terminationStatus == 0
 }()
+
+/// True when `python3 -c "import prometheus_client"` succeeds (within 30 s).
+let prometheusClientAvailable: Bool = {
+    guard let child = try? ChildProcess("/usr/bin/env", ["python3", "-c", "import prometheus_client"]) else { return false }
+    let end = ContinuousClock.now + .seconds(30)
+    while child.process.isRunning, ContinuousClock.now < end { usleep(5000) }
+    guard !child.process.isRunning else { return false }
+    return child.process.terminationReason == .exit && child.process.terminationStatus == 0
+}()

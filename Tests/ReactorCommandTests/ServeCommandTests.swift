@@ -189,7 +189,9 @@ struct ServeCommandTests {
         (["time", "--tcp-only", "--udp-only"], "--udp-only"), (["echo", "--quotes", "/tmp/q"], "--quotes"),
         (["time", "--framing", "line"], "--framing"), (["echo", "--udp-burst", "0"], "--udp-burst"),
         (["echo", "--udp-rate", "-1"], "--udp-rate"), (["all", "--port-offset", "65500"], "--port-offset"),
-        (["echo", "--udp-sources", "0"], "--udp-sources"),
+        (["echo", "--udp-sources", "0"], "--udp-sources"), (["echo", "--keepalive", "-1"], "--keepalive"),
+        (["echo", "--keepalive", "5", "--keepalive-interval", "0"], "--keepalive-interval"),
+        (["echo", "--keepalive", "5", "--keepalive-count", "128"], "--keepalive-count"),
     ])
     func usageErrors(arguments: [String], option: String) async throws {
         let child = try ChildProcess.reactor(["serve"] + arguments + ["--port", "0"].filter { _ in !arguments.contains("all") && !arguments.contains("--port") })
