@@ -30,9 +30,7 @@ final class PutHandler: FrameHandler {
 extension FramedConnection {
     /// Sends a reply line; a reply that cannot be framed is a bug here, so close.
     func sendLine(_ text: String) {
-        do {
-            try send(frame: text)
-        } catch {
+        if case .refused(let error) = send(frame: text) {
             logger.error("cannot send \(text): \(error)")
             close()
         }

@@ -42,10 +42,6 @@ final class PingHandler: FrameHandler {
         guard frame.loadBigEndian(UInt16.self, at: 0) == 1 else { return }
         var reply = frame.copyBytes()
         reply[1] = 2
-        do {
-            try connection.send(frame: reply)
-        } catch {
-            connection.abort()  // cannot happen for a frame this framer just decoded
-        }
+        connection.send(frame: reply)
     }
 }
