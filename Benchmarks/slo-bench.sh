@@ -12,7 +12,7 @@
 # $CLIENT_CPU. $ROUNDS rounds; each waits for a quiet machine first (lib.sh).
 #
 # Usage: bash Benchmarks/slo-bench.sh
-# Environment: ROUNDS (5) DURATION (3) WARMUP (1) SERVICE_US (1000) SLO ('p99<=5ms')
+# Environment: ROUNDS (5) DURATION (3) WARMUP (1) SERVICE_US (1000) SLO ('p99<=50ms': headroom over the 1-2 ms a request takes at any rate and the bench's 1 ms send tick)
 #   CONNECTIONS (8) DEPTH (16) SIZE (16) NOISE_MAX (10) QUIET_WAIT (60) QUIET_BUDGET (300)
 #   SERVER_CPU (0) CLIENT_CPU (1) REACTOR_BIN (.build/release/reactor, built if missing)
 # Output: a markdown report on stdout (each round's found rate, its ratio to the
@@ -25,7 +25,7 @@ ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-3}
 WARMUP=${WARMUP:-1}
 SERVICE_US=${SERVICE_US:-1000}
-SLO=${SLO:-'p99<=5ms'}
+SLO=${SLO:-'p99<=50ms'}
 CONNECTIONS=${CONNECTIONS:-8}
 DEPTH=${DEPTH:-16}
 SIZE=${SIZE:-16}

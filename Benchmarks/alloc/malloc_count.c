@@ -3,7 +3,9 @@
 // exit as `malloc_count=N`. alloc-check.sh uses it to show that `reactor bench`
 // allocates nothing per request: two runs of different lengths must count the same,
 // give or take start-up noise. ../budgets/budgets.sh counts `reactor serve` with it the
-// same way, over two runs of N and 2N requests.
+// same way, over two runs of N and 2N requests. A program that looks up
+// `malloc_count_now` (dlsym) reads the running total itself, to count one stretch of its
+// own work (Benchmarks/async/ExecutorBench).
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <stdatomic.h>
@@ -88,6 +90,8 @@ void *memalign(size_t alignment, size_t size) {
     atomic_fetch_add_explicit(&count, 1, memory_order_relaxed);
     return real_memalign(alignment, size);
 }
+
+unsigned long malloc_count_now(void) { return atomic_load_explicit(&count, memory_order_relaxed); }
 
 __attribute__((destructor)) static void report(void) {
     char line[64];

@@ -15,12 +15,21 @@
 # accept, close and shutdown cancelled out. Server allocations: the same two runs under
 # ../alloc/malloc_count.c. Client allocations: ../alloc/alloc-check.sh.
 #
+# Executor allocations: executor-bench (Benchmarks/async/ExecutorBench) enqueues jobs on a
+# ReactorExecutor under the same counter and reads it itself around the jobs, after a
+# warm-up; its control case, closures posted with `handle.execute`, must show at least one
+# allocation each, or the count is not seeing the program's allocations and the run fails.
+#
 # Environment: REACTOR_BIN (.build/release/reactor, built when missing),
+#   EXECUTOR_BIN (.build/release/executor-bench, built when it is that path),
+#   ASYNC_BIN (.build/release/async-echo, built when it is that path),
 #   BUDGETS_OUT (also keep the measurement's JSON in this file).
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 REACTOR_BIN=${REACTOR_BIN:-$ROOT/.build/release/reactor}
+EXECUTOR_BIN=${EXECUTOR_BIN:-$ROOT/.build/release/executor-bench}
+ASYNC_BIN=${ASYNC_BIN:-$ROOT/.build/release/async-echo}
 COMMAND=${1:-table}
 WORK=$(mktemp -d /tmp/budgets.XXXXXX)
 SERVER=
@@ -36,19 +45,36 @@ die() { say "$*"; exit 1; }
 case $COMMAND in table | check | update | measure) ;; *) die "unknown command '$COMMAND' (table, check, update, measure)" ;; esac
 command -v valgrind >/dev/null || die "valgrind is missing (make budgets installs it)"
 [[ -x $REACTOR_BIN ]] || (cd "$ROOT" && swift build -c release --product reactor >&2)
+if [[ $EXECUTOR_BIN == "$ROOT/.build/release/executor-bench" ]]; then
+    (cd "$ROOT" && swift build -c release --product executor-bench >&2) || die "swift build --product executor-bench failed"
+fi
+[[ -x $EXECUTOR_BIN ]] || die "EXECUTOR_BIN=$EXECUTOR_BIN is not an executable"
+if [[ $ASYNC_BIN == "$ROOT/.build/release/async-echo" ]]; then
+    (cd "$ROOT" && swift build -c release --product async-echo >&2) || die "swift build --product async-echo failed"
+fi
+[[ -x $ASYNC_BIN ]] || die "ASYNC_BIN=$ASYNC_BIN is not an executable"
 # valgrind 3.19 cannot read the DWARF Swift 6.3 writes and would stop at start-up; the
 # symbol table stays, which is all a total needs.
 cp "$REACTOR_BIN" "$WORK/reactor"
 strip --strip-debug "$WORK/reactor"
+cp "$ASYNC_BIN" "$WORK/async-echo"
+strip --strip-debug "$WORK/async-echo"
 cc -O2 -shared -fPIC -o "$WORK/malloc_count.so" "$ROOT/Benchmarks/alloc/malloc_count.c" -ldl
 
 # serve TOOL PROTO REQUESTS BURST SERVE-ARGS...: one server run under TOOL (callgrind or
-# malloc) with drive.py sending REQUESTS of PROTO in bursts of BURST; sets TOTAL to the
+# malloc) with drive.py sending REQUESTS of PROTO in bursts of BURST (SERVE-ARGS starting
+# with --async-echo: the async echo, Benchmarks/async/AsyncEcho, with the rest as its
+# arguments, instead of `reactor serve echo`); sets TOTAL to the
 # run's instructions or allocations. Not run in a $(...) subshell: the EXIT trap, which
 # kills a server left running, only sees SERVER as set here.
 serve() {
     local tool=$1 proto=$2 requests=$3 burst=$4 listen=tcp port= i
     shift 4
+    local server=("$WORK/reactor" serve echo --host 127.0.0.1 --port 0)
+    if [[ ${1-} == --async-echo ]]; then
+        shift
+        server=("$WORK/async-echo")
+    fi
     [[ $proto == udp ]] && listen=udp
     local out=$WORK/server.out err=$WORK/server.err
     : >"$out"
@@ -56,26 +82,26 @@ serve() {
     # and so the instruction count, the same from run to run.
     if [[ $tool == callgrind ]]; then
         SWIFT_DETERMINISTIC_HASHING=1 valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out" \
-            "$WORK/reactor" serve echo --host 127.0.0.1 --port 0 "$@" >"$out" 2>"$err" &
+            "${server[@]}" "$@" >"$out" 2>"$err" &
     else
         SWIFT_DETERMINISTIC_HASHING=1 LD_PRELOAD=$WORK/malloc_count.so \
-            "$WORK/reactor" serve echo --host 127.0.0.1 --port 0 "$@" >"$out" 2>"$err" &
+            "${server[@]}" "$@" >"$out" 2>"$err" &
     fi
     SERVER=$!
     for ((i = 0; i < 600; i++)); do
         port=$(sed -nE "s/^listening $listen .*:([0-9]+) .*/\\1/p" "$out")
         [[ -n $port ]] && break
-        kill -0 "$SERVER" 2>/dev/null || { cat "$err" >&2; die "reactor serve exited before listening"; }
+        kill -0 "$SERVER" 2>/dev/null || { cat "$err" >&2; die "${server[0]##*/} exited before listening"; }
         sleep 0.05
     done
-    [[ -n $port ]] || die "reactor serve under $tool printed no 'listening $listen' line within 30 s"
+    [[ -n $port ]] || die "${server[0]##*/} under $tool printed no 'listening $listen' line within 30 s"
     timeout -k 5 120 python3 "$HERE/drive.py" "$proto" 127.0.0.1 "$port" "$requests" --burst "$burst" ||
-        die "drive.py $proto against reactor serve under $tool failed"
+        die "drive.py $proto against ${server[0]##*/} under $tool failed"
     kill -TERM "$SERVER"
     local rc=0
     wait "$SERVER" || rc=$?
     SERVER=
-    [[ $rc -eq 0 ]] || { cat "$err" >&2; die "reactor serve under $tool exited with status $rc after SIGTERM"; }
+    [[ $rc -eq 0 ]] || { cat "$err" >&2; die "${server[0]##*/} under $tool exited with status $rc after SIGTERM"; }
     if [[ $tool == callgrind ]]; then
         TOTAL=$(sed -n 's/^totals: \([0-9]*\).*/\1/p' "$WORK/callgrind.out")
     else
@@ -103,13 +129,21 @@ per_request() {
 # borrow costs 6 instructions more or not depending on where within its second the clock
 # is at each wakeup: ping-pong, one wakeup per request, varies by up to 6 per request
 # (0.7%; runs of 30,000 requests did no better). Without the timer it repeats to 0.01%,
-# so a small regression elsewhere shows there.
+# so a small regression elsewhere shows there. Metrics on: what a request costs with the
+# counters reported (--metrics); the flushes are once per interval, not per request, and a
+# run's count of them would follow its wall-clock time under valgrind, so the interval is
+# set past the run (docs/operations.md, "Metrics", gives the cost of one flush). It keeps
+# the idle timer on, as serve does by default: with no other timer, the flush timer alone
+# would add the ~120 instructions per wakeup libevent spends once any timer exists.
 SCENARIOS=(
     "ping-pong echo|raw|10000|1|--tcp-only"
     "ping-pong echo, idle timeout off|raw|10000|1|--tcp-only --idle-timeout 0"
+    "ping-pong echo, metrics on|raw|10000|1|--tcp-only --metrics 127.0.0.1:0 --metrics-interval 3600"
     "pipelined line echo (per line)|line|32000|16|--tcp-only --framing line"
     "int32 echo (per frame)|int32|32000|16|--tcp-only --framing int32"
     "UDP echo|udp|5000|1|--udp-only --udp-rate 0"
+    "async ping-pong echo (ReactorAsync)|raw|5000|1|--async-echo raw"
+    "async pipelined line echo (ReactorAsync, per line)|line|16000|16|--async-echo line"
 )
 
 metrics=$WORK/metrics.txt
@@ -125,9 +159,36 @@ for scenario in "${SCENARIOS[@]}"; do
     per_request malloc "$proto" "$n" "$burst" $args
     echo "server allocations/request, $name|$PER" >>"$metrics"
 done
-say "server runs: ${SECONDS} s; the client (alloc-check.sh)"
-# alloc-check.sh fails on its own when its longer run makes more than 10 allocations more
-# than its shorter, at one or more per 10,000 extra requests; its rows still go into the table then, and `check` fails at the end.
+# executor CASE COUNT: sets PER to executor-bench's allocations per operation of CASE.
+executor() {
+    local out
+    out=$(SWIFT_DETERMINISTIC_HASHING=1 LD_PRELOAD=$WORK/malloc_count.so timeout -k 5 120 "$EXECUTOR_BIN" "$1" "$2" 2>"$WORK/executor.err") ||
+        { cat "$WORK/executor.err" >&2; die "executor-bench $1 failed"; }
+    PER=$(sed -nE 's/.* allocations_per_op=([0-9.e+-]+)$/\1/p' <<<"$out")
+    [[ -n $PER ]] || die "executor-bench $1 printed no allocation count ($out)"
+    say "  executor-bench: $out"
+}
+say "the executor (executor-bench)"
+executor execute 20000
+python3 -c "import sys; sys.exit(0 if $PER >= 1 else 1)" ||
+    die "executor-bench's control counted $PER allocations per posted closure, not 1 or more: the count does not see its allocations"
+# Name, case. Each call of `actor` enqueues two jobs on the reactor from the reactor
+# thread (into the actor and back to the task); `inline`, none (the runtime runs the
+# callee in place: docs/async.md, "The reactor as an executor"); `hop`, one onto each of
+# two reactors from the other's thread. `yield` counts 1: the job that Task.yield() makes
+# itself (it goes through the reactor's queue twice); anything above that would be the
+# executor's.
+for row in "allocations/call, actor called from a task on the reactor (two jobs)|actor" \
+    "allocations/call, actor called from another actor on the reactor (in place)|inline" \
+    "allocations/call, actor called from another reactor's thread (two jobs)|hop" \
+    "allocations/job, Task.yield() on the reactor (1 is the job it makes)|yield"; do
+    IFS="|" read -r name kind <<<"$row"
+    executor "$kind" 100000
+    echo "executor $name|$(python3 -c "print(round($PER, 3) + 0.0)")" >>"$metrics"
+done
+say "server and executor runs: ${SECONDS} s; the client (alloc-check.sh)"
+# alloc-check.sh fails on its own when its longer run makes more than 10 allocations (and
+# 5 per extra second) more than its shorter, at one or more per 10,000 extra requests; its rows still go into the table then, and `check` fails at the end.
 alloc_status=0
 ALLOC_SHORT=0.5 ALLOC_LONG=2 ALLOC_RESULTS=$WORK/client.txt REACTOR_BIN=$REACTOR_BIN \
     bash "$ROOT/Benchmarks/alloc/alloc-check.sh" >&2 || alloc_status=$?

@@ -1,13 +1,19 @@
 #!/usr/bin/env python3
 """drive.py: a lockstep load for the budgets: a fixed number of requests, each checked.
 
-    drive.py raw|line|int32|udp HOST PORT REQUESTS [--burst K]
+    drive.py raw|line|int32|udp|churn HOST PORT REQUESTS [--burst K] [--proxy-v2]
 
 raw: one TCP connection, one 64-byte request in flight (ping-pong).
 line: one TCP connection; K lines of 32 bytes (with the '\\n') sent in one send, and the
   next K only once all K are back.
 int32: as line, with frames of a 4-byte big-endian length 32 and 32 bytes.
 udp: one connected UDP socket, one 64-byte datagram in flight.
+churn: each 64-byte request on a connection of its own: connect, send, read the echo,
+  half-close, read the server's FIN, close.
+--proxy-v2: every TCP connection starts with a PROXY protocol v2 header (TCP over IPv4,
+  no TLVs) for a server run with `--proxy-protocol v2` (Benchmarks/proxy-bench.sh); with
+  churn it goes out in one send with the request, as a balancer relaying a client that
+  spoke first does.
 
 Lockstep, not refill-as-echoes-arrive: how many requests the server finds per read then
 depends only on K, not on timing, so the server's instruction count per request repeats
@@ -16,6 +22,7 @@ requests). REQUESTS counts lines, frames or datagrams and must be a multiple of 
 echo is compared with what was sent; a wrong or missing echo exits 1 within 30 s.
 """
 import argparse
+import ipaddress
 import socket
 import struct
 import sys
@@ -36,6 +43,29 @@ def request(proto, i):
     return struct.pack(">I", 32) + payload(i, 32)
 
 
+def proxy_v2(sock):
+    """A v2 header naming the socket's own addresses (what a balancer would put)."""
+    source, source_port = sock.getsockname()[:2]
+    destination, destination_port = sock.getpeername()[:2]
+    return (b"\r\n\r\n\x00\r\nQUIT\n" + bytes([0x21, 0x11, 0, 12])
+            + ipaddress.IPv4Address(source).packed + ipaddress.IPv4Address(destination).packed
+            + struct.pack(">HH", source_port, destination_port))
+
+
+def churn(args):
+    for i in range(args.requests):
+        sock = socket.create_connection((args.host, args.port), timeout=TIMEOUT)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sent = payload(i, 64)
+        sock.sendall((proxy_v2(sock) if args.proxy_v2 else b"") + sent)
+        if recv_exactly(sock, len(sent)) != sent:
+            sys.exit(f"drive: the echo on connection {i} differs")
+        sock.shutdown(socket.SHUT_WR)
+        if sock.recv(1):
+            sys.exit("drive: the server sent more than it was sent")
+        sock.close()
+
+
 def recv_exactly(sock, n):
     parts, got = [], 0
     while got < n:
@@ -49,11 +79,12 @@ def recv_exactly(sock, n):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("proto", choices=["raw", "line", "int32", "udp"])
+    parser.add_argument("proto", choices=["raw", "line", "int32", "udp", "churn"])
     parser.add_argument("host")
     parser.add_argument("port", type=int)
     parser.add_argument("requests", type=int)
     parser.add_argument("--burst", type=int, default=1)
+    parser.add_argument("--proxy-v2", action="store_true")
     args = parser.parse_args()
     burst = args.burst if args.proto in ("line", "int32") else 1
     if args.requests <= 0 or burst <= 0 or args.requests % burst:
@@ -68,8 +99,13 @@ def main():
             if sock.recv(65536) != sent:
                 sys.exit(f"drive: datagram {i} came back different")
         return
+    if args.proto == "churn":
+        churn(args)
+        return
     sock = socket.create_connection((args.host, args.port), timeout=TIMEOUT)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if args.proxy_v2:
+        sock.sendall(proxy_v2(sock))
     for first in range(0, args.requests, burst):
         sent = b"".join(request(args.proto, i) for i in range(first, first + burst))
         sock.sendall(sent)

@@ -4,10 +4,15 @@
 //
 // - `nio-echo`: the SwiftNIO one-thread echo servers (raw, line, int32, udp) that
 //   `reactor serve echo` is compared with (Benchmarks/framing-bench.sh, peers.txt);
+// - `nio-async-echo`: the SwiftNIO NIOAsyncChannel echo server (one thread) that the
+//   reactor's async echo is compared with (Benchmarks/async/async-bench.sh);
+// - `nio-executor-bench`: an event loop as a SerialExecutor, the cases of the reactor's
+//   executor-bench (Benchmarks/async/executor-bench.sh);
 // - `FramingBenchmarks` (package-benchmark): framer decode throughput and heap
 //   allocations per frame, for the decode loop and for FramedConnection over loopback.
 //
 //   swift build -c release --package-path Benchmarks/swift --scratch-path Benchmarks/swift/.build --product nio-echo
+//   (the same with --product nio-async-echo, --product nio-executor-bench)
 //   swift package --package-path Benchmarks/swift benchmark
 import PackageDescription
 
@@ -27,6 +32,20 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOExtras", package: "swift-nio-extras"),
+            ]
+        ),
+        .executableTarget(
+            name: "nio-async-echo",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        .executableTarget(
+            name: "nio-executor-bench",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
         .executableTarget(
