@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What the idle timeout costs at scale: CONNS connections (default 10000) to
-# `reactor serve echo`, each sending one byte per second (so every connection's idle timer
-# keeps firing and re-arming), for SECONDS (default 10). Run once with --idle-timeout 2 and
+# `reactor serve echo`, each sending one byte per second (so the idle timeout keeps finding
+# every connection active and files it again), for SECONDS (default 10). Run once with --idle-timeout 2 and
 # once with it off; prints the server's CPU (utime+stime) and RSS per connection for each.
 #
 #   bash scripts/hardening/idle-connections.sh
