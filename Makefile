@@ -6,7 +6,7 @@ SWIFT ?= swift
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 REACTOR := .build/release/reactor
 
-.PHONY: all deps servers build release test demo bench bench-echo bench-framing bench-udp bench-slo bench-micro bench-tools fuzz fuzz-ci test-asan test-tsan soak soak-ci valgrind budgets budgets-check budgets-update budgets-selftest clean
+.PHONY: all deps servers build release test examples examples-async docs demo bench bench-echo bench-framing bench-udp bench-slo bench-micro bench-async bench-executor bench-tools fuzz fuzz-ci test-asan test-tsan soak soak-ci faults faults-deps valgrind budgets budgets-check budgets-update budgets-selftest clean
 
 all: build
 
@@ -40,14 +40,16 @@ tools:
 	fi
 
 # The bench tests load real servers nobody here wrote: Debian's redis-server, redis-tools
-# (redis-benchmark), memcached, nginx-light and wrk, installed with apt-get when missing.
+# (redis-benchmark), memcached, nginx-light and wrk, and the PROXY protocol tests put
+# Debian's haproxy in front of `reactor serve`; installed with apt-get when missing.
 # A policy-rc.d that refuses keeps the packages from starting their system services (on
-# ports 80, 6379, 11211): the tests start their own on free ports.
-SERVER_PACKAGES := redis-server redis-tools memcached nginx-light wrk
+# ports 80, 6379, 11211, and haproxy's): the tests start their own on free ports.
+SERVER_PACKAGES := redis-server redis-tools memcached nginx-light wrk haproxy
 servers:
 	@if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/null || \
-		! command -v memcached >/dev/null || ! command -v nginx >/dev/null || ! command -v wrk >/dev/null; then \
-		echo "redis, memcached, nginx or wrk not found: installing $(SERVER_PACKAGES) with apt-get"; \
+		! command -v memcached >/dev/null || ! command -v nginx >/dev/null || ! command -v wrk >/dev/null || \
+		! command -v haproxy >/dev/null; then \
+		echo "redis, memcached, nginx, wrk or haproxy not found: installing $(SERVER_PACKAGES) with apt-get"; \
 		policy=; if [ ! -e /usr/sbin/policy-rc.d ]; then \
 			printf '#!/bin/sh\nexit 101\n' | $(SUDO) tee /usr/sbin/policy-rc.d >/dev/null && \
 			$(SUDO) chmod +x /usr/sbin/policy-rc.d && policy=1; fi; \
@@ -57,25 +59,59 @@ servers:
 	fi
 
 # The framing interop tests run Twisted clients: pip's twisted, installed when missing; the
-# bench tests read our HdrHistogram logs with PyPI's hdrhistogram.
+# bench tests read our HdrHistogram logs with PyPI's hdrhistogram, and the metrics test reads
+# `serve --metrics` with PyPI's prometheus_client.
 test: deps tools servers
 	@python3 -c "import twisted" 2>/dev/null || python3 -m pip install --quiet twisted
 	@python3 -c "import hdrh" 2>/dev/null || python3 -m pip install --quiet hdrhistogram
+	@python3 -c "import prometheus_client" 2>/dev/null || python3 -m pip install --quiet prometheus_client
 	$(SWIFT) build --build-tests
 	$(SWIFT) test
+	@$(MAKE) --no-print-directory examples
+	@$(MAKE) --no-print-directory examples-async
+
+# The examples (Examples/: a package of their own that depends on this one as a library
+# user would, with no traits), built and then talked to over sockets by Examples/smoke.py.
+# A library-only dependent must not resolve the command's dependencies: that fails here.
+examples: deps
+	$(SWIFT) build --package-path Examples
+	@test -f Examples/Package.resolved || { echo "Examples/Package.resolved was not written"; exit 1; }
+	@if grep -qE '"identity" : "(swift-argument-parser|hdrhistogram-swift|swift-metrics|swift-prometheus)"' Examples/Package.resolved; then \
+		echo "Examples/, a library-only dependent, resolved swift-argument-parser, hdrhistogram-swift, swift-metrics or swift-prometheus"; exit 1; fi
+	python3 Examples/smoke.py Examples/.build/debug
+
+# Examples/AsyncClient and Examples/ReactorActor: programs that serve and check themselves,
+# exiting non-zero on a wrong answer.
+EXAMPLES := AsyncClientExample ReactorActorExample
+examples-async:
+	$(SWIFT) build $(foreach example,$(EXAMPLES),--product $(example))
+	@for example in $(EXAMPLES); do echo "== $$example"; timeout 60 .build/debug/$$example || exit 1; done
+
+# The DocC catalog of every library product (Sources/M/M.docc), built by swift-docc-plugin
+# with --warnings-as-errors, then every public symbol checked for a doc comment and a
+# topic (scripts/docs.sh, scripts/check-docs.py); the archives go to .build/docs.
+docs: deps
+	@bash scripts/docs.sh
 
 # The same suite under AddressSanitizer or ThreadSanitizer (the cross-thread handle), each
 # in its own build folder; the `reactor` the tests spawn is built with the same sanitizer.
-# The suppression files say what they hide and why. Under TSan the tests run one at a time:
-# everything is 5-15x slower, and tests that wait on sockets starve each other otherwise.
+# The suppression files say what they hide and why. Under either the tests run one at a
+# time: everything is 2x (ASan) to 5-15x (TSan) slower, and tests that wait on sockets
+# starve each other otherwise (in parallel under ASan on the busy 2-core machine, every
+# suite ran into its time limit at once; one at a time all passed).
+# ASAN_TEST_ARGS narrows the run (CI: `--skip` the two targets that drive child processes,
+# whose executable runs code the in-process suites also run, to keep CI under its time limit).
+ASAN_TEST_ARGS ?=
 test-asan: deps tools servers
 	@python3 -c "import twisted" 2>/dev/null || python3 -m pip install --quiet twisted
+	@python3 -c "import prometheus_client" 2>/dev/null || python3 -m pip install --quiet prometheus_client
 	$(SWIFT) build --build-tests --sanitize=address --scratch-path .build-asan
 	LSAN_OPTIONS=suppressions=$(CURDIR)/.lsan-suppressions \
-		$(SWIFT) test --skip-build --sanitize=address --scratch-path .build-asan
+		$(SWIFT) test --skip-build --sanitize=address --scratch-path .build-asan --no-parallel $(ASAN_TEST_ARGS)
 
 test-tsan: deps tools servers
 	@python3 -c "import twisted" 2>/dev/null || python3 -m pip install --quiet twisted
+	@python3 -c "import prometheus_client" 2>/dev/null || python3 -m pip install --quiet prometheus_client
 	$(SWIFT) build --build-tests --sanitize=thread --scratch-path .build-tsan
 	TSAN_OPTIONS="suppressions=$(CURDIR)/.tsan-suppressions halt_on_error=1" \
 		$(SWIFT) test --skip-build --sanitize=thread --scratch-path .build-tsan --no-parallel
@@ -109,22 +145,34 @@ bench-tools: release servers
 bench-slo: release
 	@REACTOR_BIN=$(REACTOR) bash Benchmarks/slo-bench.sh
 
+# The async layer against the callback echo and SwiftNIO's NIOAsyncChannel (issue 12), and
+# the reactor's executor against SwiftNIO's event loop executor; each builds what it runs,
+# its SwiftNIO side in Benchmarks/swift on first use (docs/async.md, "Performance").
+bench-async: deps
+	@bash Benchmarks/async/async-bench.sh
+
+bench-executor: deps
+	@bash Benchmarks/async/executor-bench.sh
+
 # package-benchmark micro-benchmarks: framer decode throughput, allocations per frame.
 bench-micro: deps
 	$(SWIFT) package --package-path Benchmarks/swift benchmark
 
-# libFuzzer targets for the framing decoders (Fuzz/run-fuzz.sh) and the UDP services
-# (Fuzz/run-fuzz-udp.sh), FUZZ_SECONDS each.
+# libFuzzer targets for the framing decoders (Fuzz/run-fuzz.sh), the UDP services
+# (Fuzz/run-fuzz-udp.sh) and the PROXY protocol header parser (Fuzz/run-fuzz-proxy.sh),
+# FUZZ_SECONDS each.
 FUZZ_SECONDS ?= 30
 fuzz:
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) bash Fuzz/run-fuzz.sh
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) bash Fuzz/run-fuzz-udp.sh
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) bash Fuzz/run-fuzz-proxy.sh
 
 # The short run CI does: 15 s per decoder, enough to replay the corpus and catch a
 # regression without stretching CI (the issue's 60 s each would add minutes).
 fuzz-ci:
 	@FUZZ_SECONDS=15 bash Fuzz/run-fuzz.sh
 	@FUZZ_SECONDS=15 bash Fuzz/run-fuzz-udp.sh
+	@FUZZ_SECONDS=15 bash Fuzz/run-fuzz-proxy.sh
 
 # Mixed load against reactor serve all for SOAK_SECONDS, then fds, RSS, lost bytes and a
 # clean SIGTERM checked (scripts/soak.sh); soak-ci is the short run CI does (~20 s).
@@ -134,6 +182,23 @@ soak: release
 
 soak-ci: release
 	@SOAK_SECONDS=12 SOAK_WARMUP=4 REACTOR_BIN=$(REACTOR) bash scripts/soak.sh
+
+# The hostile network (scripts/faults/faults.sh): servers in a network namespace of their own,
+# clients in another, 2 % loss, 40 ms +- 20 ms delay with reordering, 1 % duplication, a 10 s
+# partition and a peer that vanishes; root only, about 2.5 min. The faults need iproute2,
+# nftables, iptables (its NFQUEUE target: the kernel has no netem) and Python's
+# NetfilterQueue (pip, built against Debian's libnetfilter-queue-dev): installed when missing.
+faults-deps:
+	@if ! command -v ip >/dev/null || ! command -v nft >/dev/null || ! command -v iptables-nft >/dev/null || \
+		! [ -e /usr/include/libnetfilter_queue/libnetfilter_queue.h ]; then \
+		echo "ip, nft, iptables-nft or libnetfilter-queue-dev not found: installing them with apt-get"; \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 nftables iptables libnetfilter-queue-dev build-essential; \
+	fi
+	@python3 -c "import netfilterqueue" 2>/dev/null || python3 -m pip install --quiet NetfilterQueue
+
+faults: release faults-deps
+	$(SUDO) env REACTOR_BIN=$(REACTOR) bash scripts/faults/faults.sh
 
 # Instructions (callgrind) and heap allocations per request of the release reactor against
 # Benchmarks/budgets/budgets.json (docs/performance.md, "Budgets"): `budgets` prints the
