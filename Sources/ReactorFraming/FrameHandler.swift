@@ -35,7 +35,7 @@ public protocol FrameHandler: AnyObject {
     /// The default closes the connection gracefully.
     func inputClosed(_ connection: FramedConnection)
 
-    /// An outgoing connect (`Reactor.connect(to:timeout:options:handler:)` with this
+    /// An outgoing connect (`Reactor.connect(to:from:timeout:options:handler:)` with this
     /// framed connection as the handler) failed: refused, unreachable or timed out.
     /// ``opened(_:)`` and ``closed(_:reason:)`` will not be called. The default does
     /// nothing, as `ConnectionHandler.connectFailed(_:)`'s does.

@@ -137,4 +137,73 @@ struct ConnectAndBindTests {
             #expect(try client.receive(count: 1) == Array("b".utf8), "an accepted connection died with its listener")
         }
     }
+
+    @Test("a connect from a source address reaches the server from that address, on a port the kernel picked")
+    func connectFromSourceAddress() throws {
+        let sources = try (7...9).map { try SocketAddress(ip: "127.0.0.\($0)", port: 0) }
+        let clients = sources.map { _ in Locked(ConnectionRecord()) }
+        let accepted = Locked<[SocketAddress]>([])
+        try withReactor(setup: { reactor in
+            let listener = try reactor.listen(host: "127.0.0.1", port: 0) { connection in
+                let peer = connection.peerAddress
+                accepted.update { $0.append(peer) }
+                return ByteEcho()
+            }
+            for (source, record) in zip(sources, clients) {
+                reactor.connect(to: listener.address, from: source, handler: ProbeHandler(record: record))
+            }
+            return ()
+        }) { _, _ in
+            let peers = try #require(accepted.wait(until: { $0.count == sources.count }), "not every connect arrived")
+            #expect(Set(peers.map(\.ip)) == Set(sources.map(\.ip)))
+            #expect(peers.allSatisfy { $0.port != 0 })
+            for (source, record) in zip(sources, clients) {
+                let seen = try #require(record.wait(until: { $0.opened == 1 }), "the connect from \(source.ip) did not open")
+                #expect(seen.local?.ip == source.ip)
+                #expect(seen.connectFailed == nil)
+            }
+        }
+    }
+
+    @Test("a source address of the other family fails with invalidAddress, naming it")
+    func connectFromOtherFamily() throws {
+        let listening = try RawSocket(listenBacklog: 4)
+        let target = try SocketAddress(ip: "127.0.0.1", port: listening.port)
+        defer { withExtendedLifetime(listening) {} }
+        let source = try SocketAddress(ip: "::1", port: 0)
+        let record = Locked(ConnectionRecord())
+        try withReactor(setup: { reactor in
+            reactor.connect(to: target, from: source, handler: ProbeHandler(record: record))
+            return ()
+        }) { _, _ in
+            let result = try #require(record.wait(until: { $0.connectFailed != nil }), "connectFailed was not called")
+            let error = try #require(result.connectFailed)
+            #expect(error.code == .invalidAddress)
+            #expect(error.operation == .bind)
+            #expect(error.address == source)
+            #expect(error.description.contains("same family"), "\(error)")
+            #expect(result.opened == 0)
+        }
+    }
+
+    @Test("a source address this machine does not have fails with addressNotAvailable")
+    func connectFromForeignAddress() throws {
+        let listening = try RawSocket(listenBacklog: 4)
+        let target = try SocketAddress(ip: "127.0.0.1", port: listening.port)
+        defer { withExtendedLifetime(listening) {} }
+        let source = try SocketAddress(ip: "192.0.2.1", port: 0)  // TEST-NET-1: on no interface
+        let record = Locked(ConnectionRecord())
+        try withReactor(setup: { reactor in
+            reactor.connect(to: target, from: source, handler: ProbeHandler(record: record))
+            return ()
+        }) { _, _ in
+            let result = try #require(record.wait(until: { $0.connectFailed != nil }), "connectFailed was not called")
+            let error = try #require(result.connectFailed)
+            #expect(error.code == .addressNotAvailable, "\(error)")
+            #expect(error.errno == EADDRNOTAVAIL)
+            #expect(error.operation == .bind)
+            #expect(error.address == source)
+            #expect(result.opened == 0)
+        }
+    }
 }

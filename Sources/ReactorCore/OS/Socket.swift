@@ -39,6 +39,10 @@ struct SocketSettings {
     var receiveBufferSize: Int?
     /// SO_SNDBUF; nil leaves the kernel's default.
     var sendBufferSize: Int?
+    /// IP_BIND_ADDRESS_NO_PORT, for a client that binds a source address with port 0: the
+    /// port is then picked at connect, unique for the whole four-tuple, instead of at bind
+    /// among the ports no socket of that address holds.
+    var bindAddressNoPort = false
 }
 
 /// The kinds of socket the reactor opens.
@@ -79,6 +83,7 @@ enum Socket {
         if address.family == .ipv6, let only = settings.ipv6Only { try option(Int32(IPPROTO_IPV6), IPV6_V6ONLY, only ? 1 : 0) }
         if let size = settings.receiveBufferSize { try option(SOL_SOCKET, SO_RCVBUF, size) }
         if let size = settings.sendBufferSize { try option(SOL_SOCKET, SO_SNDBUF, size) }
+        if settings.bindAddressNoPort { try option(Int32(IPPROTO_IP), IP_BIND_ADDRESS_NO_PORT, 1) }
         return fd
     }
 

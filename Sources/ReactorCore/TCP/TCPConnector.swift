@@ -1,6 +1,6 @@
 import Glibc
 
-/// An outgoing TCP connect in progress, made by ``Reactor/connect(to:timeout:options:handler:)``.
+/// An outgoing TCP connect in progress, made by ``Reactor/connect(to:from:timeout:options:handler:)``.
 /// Cancel it to give up; the handler then hears nothing.
 public final class PendingConnect {
     let reactor: Reactor
@@ -105,9 +105,16 @@ extension Reactor {
     /// ``ConnectionHandler/opened(_:)``; on failure (refused, unreachable, no answer within
     /// `timeout`) it hears ``ConnectionHandler/connectFailed(_:)`` with a ``ReactorError``
     /// naming the address and errno. Either way, never inside this call.
+    ///
+    /// `local`, when given, is the source address to connect from (its port 0: any port).
+    /// With port 0 the port is picked at connect time for the whole address pair, so a
+    /// client that spreads its connections over several local addresses (127.0.0.2,
+    /// 127.0.0.3, ... on loopback) has the ephemeral ports of each to itself. A local
+    /// address of the other family fails with ``ReactorError/Code/invalidAddress``, one
+    /// this machine does not have with ``ReactorError/Code/addressNotAvailable``.
     @discardableResult
     public func connect(
-        to address: SocketAddress, timeout: Duration = .seconds(10),
+        to address: SocketAddress, from local: SocketAddress? = nil, timeout: Duration = .seconds(10),
         options: ConnectionOptions = .init(), handler: any ConnectionHandler
     ) -> PendingConnect {
         preconditionInLoop()
@@ -116,7 +123,18 @@ extension Reactor {
         do throws(ReactorError) {
             guard state != .stopped else { throw ReactorError(.reactorStopped, operation: .connect, address: address) }
             try options.validate()
-            fd = try Socket.open(.stream, for: address)
+            if let local {
+                guard local.family == address.family else {
+                    throw ReactorError(
+                        .invalidAddress, operation: .bind, address: local,
+                        hint: "the source address must be of the same family as \(address)")
+                }
+                let socket = try Socket.open(.stream, for: address, SocketSettings(bindAddressNoPort: local.port == 0))
+                try Socket.bind(socket, to: local)  // closes the socket when it throws
+                fd = socket
+            } else {
+                fd = try Socket.open(.stream, for: address)
+            }
             if case .failed(let error) = Socket.connect(fd, to: address) {
                 Socket.close(fd)
                 fd = -1
