@@ -88,6 +88,11 @@ public struct BenchOptions: Sendable, Equatable {
     public var threads: Int = 1
     /// How long a connect may take before it counts as an error.
     public var connectTimeout: Duration = .seconds(2)
+    /// Local addresses the TCP connections bind to, one after another (the port is the
+    /// kernel's to pick); empty: the kernel picks the address too. Spreading connection
+    /// churn over several loopback addresses spares the kernel its search for a free
+    /// ephemeral port of one address, which otherwise bounds churn (docs/bench.md).
+    public var sourceAddresses: [SocketAddress] = []
     /// How long a request may wait for its response before it counts as an error (TCP:
     /// the connection is dropped and reopened; UDP: the datagram counts as lost).
     public var requestTimeout: Duration = .seconds(2)
@@ -140,6 +145,12 @@ public struct BenchOptions: Sendable, Equatable {
         guard duration > .zero else { throw fail("--duration must be positive") }
         guard warmup >= .zero else { throw fail("--warmup cannot be negative") }
         guard connectTimeout > .zero, requestTimeout > .zero else { throw fail("timeouts must be positive") }
+        if let family = sourceAddresses.first?.family {
+            guard isStream else { throw fail("--source applies to TCP connections, not UDP") }
+            guard !sourceAddresses.contains(where: { $0.family != family }) else {
+                throw fail("--source mixes IPv4 and IPv6 addresses: use one family, the target's")
+            }
+        }
         if let startAt { guard startAt > 0, startAt.isFinite else { throw fail("--start-at must be a time in Unix seconds") } }
         if mode != .requests {
             guard isStream else { throw fail("--mode \(mode) needs a TCP protocol, not udp") }

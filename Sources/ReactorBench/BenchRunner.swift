@@ -18,6 +18,9 @@ public enum BenchRunner {
         try options.validate()
         let spec = try CodecSpec(options)
         let address = try targetAddress(options)
+        if let source = options.sourceAddresses.first, source.family != address.family {
+            throw BenchError("--source addresses such as \(source.ip) are not of the family of the target \(address)")
+        }
         let rssBefore = options.serverPID.flatMap { ProcessStats.memoryKiB(pid: $0, field: "VmRSS") }
         let schedule = RunSchedule(start: RunRecord.scheduledStart(options), warmup: options.warmup, duration: options.duration)
         let results = Mutex<[WorkerResult]>([])

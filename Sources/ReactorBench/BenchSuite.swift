@@ -157,6 +157,11 @@ public struct BenchSuite {
             options.warmup = Swift.max(configuration.warmup, .seconds(3))
             options.connectTimeout = .seconds(5)
         }
+        if scenario.metric == .connectionsPerSecond, options.sourceAddresses.isEmpty, options.host.hasPrefix("127.") {
+            // From 100 loopback addresses: from one, the client's connects spend their time
+            // searching for a free ephemeral port (docs/bench.md, `--source`).
+            options.sourceAddresses = (try? BenchOptions.parseSourceAddresses("127.0.0.2-127.0.0.101")) ?? []
+        }
         log("\(target.name) \(scenario.name): running \(configuration.duration) after \(options.warmup) warmup")
         do {
             let result = try BenchRunner.run(options)

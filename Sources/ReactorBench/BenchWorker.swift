@@ -56,6 +56,9 @@ final class BenchWorker {
     /// With `recordsIntervals`: the corrected histogram at each second of the window.
     var intervalSnapshots: [Histogram<UInt64>] = []
 
+    /// The next of `options.sourceAddresses` a connect binds to.
+    private var nextSource = 0
+
     private var clients: [any BenchClient] = []
     private var timers: [ReactorTimer] = []
     private let finished: @Sendable (WorkerResult) -> Void
@@ -98,9 +101,20 @@ final class BenchWorker {
         latency.add(corrected: &correctedCounts, uncorrected: &uncorrectedCounts)
     }
 
+    /// The local address the next connect binds to, nil when the kernel picks it: the
+    /// source addresses in turn, so that consecutive connects come from different ones.
+    func nextSourceAddress() -> SocketAddress? {
+        let sources = options.sourceAddresses
+        guard !sources.isEmpty else { return nil }
+        let source = sources[nextSource]
+        nextSource = nextSource + 1 == sources.count ? 0 : nextSource + 1
+        return source
+    }
+
     /// Creates the clients numbered `clientIndices` (of `options.connections` in all) and
     /// the timers; the clients connect at the scheduled start.
     func start(clientIndices: Range<Int>) {
+        if !options.sourceAddresses.isEmpty { nextSource = clientIndices.lowerBound % options.sourceAddresses.count }
         for index in clientIndices {
             let seed = options.seed &* 0x1000_0001 &+ UInt64(index)
             let client: any BenchClient

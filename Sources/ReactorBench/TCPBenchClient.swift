@@ -65,7 +65,8 @@ final class TCPBenchClient<Codec: BenchCodec, Responses: Framer>: BenchClient, C
     func connect() {
         guard !stopped, connection == nil, pending == nil else { return }
         responses = makeResponses(codec)
-        pending = worker.reactor.connect(to: worker.address, timeout: worker.options.connectTimeout, handler: self)
+        pending = worker.reactor.connect(
+            to: worker.address, from: worker.nextSourceAddress(), timeout: worker.options.connectTimeout, handler: self)
         if behavior == .churn { nextIntended = Reactor.now }
     }
 

@@ -108,6 +108,11 @@ struct BenchRun: ParsableCommand {
     @Option(help: "Seconds a connect may take before it counts as an error.")
     var connectTimeout: Double = 2
 
+    @Option(help: ArgumentHelp(
+        "TCP: local addresses to connect from, in turn: a comma-separated list of addresses and IPv4 ranges (127.0.0.2-127.0.0.101). Churn on loopback spread this way does not wait on the kernel's search for a free port.",
+        valueName: "addresses"))
+    var source: String?
+
     @Option(help: "Seconds a request may wait for its response before it counts as an error.")
     var requestTimeout: Double = 2
 
@@ -135,6 +140,13 @@ struct BenchRun: ParsableCommand {
             throw ValidationError("cannot read --request-file \(requestFile)")
         }
         guard endpoint != nil else { throw ValidationError("the target must be HOST:PORT, not '\(target)'") }
+        if let source {
+            do {
+                _ = try BenchOptions.parseSourceAddresses(source)
+            } catch {
+                throw ValidationError(error.message)
+            }
+        }
         if let cpus, ProcessStats.parseCPUList(cpus) == nil { throw ValidationError("--cpus must be a list like 1 or 0,2-3") }
         do {
             try options.validate()
@@ -161,6 +173,7 @@ struct BenchRun: ParsableCommand {
         options.warmup = .milliseconds(Int64(warmup * 1000))
         options.threads = threads
         options.connectTimeout = .milliseconds(Int64(connectTimeout * 1000))
+        options.sourceAddresses = source.flatMap { try? BenchOptions.parseSourceAddresses($0) } ?? []
         options.requestTimeout = .milliseconds(Int64(requestTimeout * 1000))
         options.serverPID = serverPid
         options.commands = commands.enumerated().map { index, text in

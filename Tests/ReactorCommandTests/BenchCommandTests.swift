@@ -46,7 +46,8 @@ struct BenchCommandTests {
 
     @Test func theCommandRefusesWhatItCannotRun() throws {
         for arguments in [["bench", "no-port"], ["bench", "127.0.0.1:7", "--protocol", "udp", "--size", "4"],
-                          ["bench", "suite"], ["bench", "suite", "--target", "x=nowhere"]] {
+                          ["bench", "suite"], ["bench", "suite", "--target", "x=nowhere"],
+                          ["bench", "127.0.0.1:7", "--source", "127.0.0.9-127.0.0.2"]] {
             let child = try ChildProcess.reactor(arguments)
             let status = child.waitForExit(timeout: .seconds(10))
             #expect(status != nil && status != 0, "\(arguments)")
