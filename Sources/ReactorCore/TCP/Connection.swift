@@ -2,7 +2,7 @@ import Glibc
 import Logging
 
 /// A TCP connection owned by a ``Reactor``, accepted by a ``TCPListener`` or made by
-/// ``Reactor/connect(to:timeout:options:handler:)``.
+/// ``Reactor/connect(to:from:timeout:options:handler:)``.
 ///
 /// Data flow: readiness → one `read` into the reactor's shared buffer →
 /// ``ConnectionHandler/received(_:on:)`` → ``write(_:)-(RawSpan)`` → `send` straight to the

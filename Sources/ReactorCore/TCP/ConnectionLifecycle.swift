@@ -5,7 +5,7 @@
 ///
 /// There is no connecting state: a ``Connection`` exists only once its socket is connected
 /// (accepted, or an outgoing connect completed); until then the connect belongs to
-/// ``Reactor/connect(to:timeout:options:handler:)``.
+/// ``Reactor/connect(to:from:timeout:options:handler:)``.
 package struct ConnectionLifecycle: Equatable {
     /// Where the connection is. The cases in which writes are accepted come first, then
     /// the others that still count as ``Connection/Phase/open``: the checks on the hot
