@@ -123,18 +123,14 @@ extension Reactor {
         do throws(ReactorError) {
             guard state != .stopped else { throw ReactorError(.reactorStopped, operation: .connect, address: address) }
             try options.validate()
-            if let local {
-                guard local.family == address.family else {
-                    throw ReactorError(
-                        .invalidAddress, operation: .bind, address: local,
-                        hint: "the source address must be of the same family as \(address)")
-                }
-                let socket = try Socket.open(.stream, for: address, SocketSettings(bindAddressNoPort: local.port == 0))
-                try Socket.bind(socket, to: local)  // closes the socket when it throws
-                fd = socket
-            } else {
-                fd = try Socket.open(.stream, for: address)
+            if let local, local.family != address.family {
+                throw ReactorError(
+                    .invalidAddress, operation: .bind, address: local,
+                    hint: "the source address must be of the same family as \(address)")
             }
+            let socket = try Socket.open(.stream, for: address, SocketSettings(bindAddressNoPort: local?.port == 0))
+            if let local { try Socket.bind(socket, to: local) }  // closes the socket when it throws
+            fd = socket
             if case .failed(let error) = Socket.connect(fd, to: address) {
                 Socket.close(fd)
                 fd = -1
