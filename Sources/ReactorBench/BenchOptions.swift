@@ -145,11 +145,9 @@ public struct BenchOptions: Sendable, Equatable {
         guard duration > .zero else { throw fail("--duration must be positive") }
         guard warmup >= .zero else { throw fail("--warmup cannot be negative") }
         guard connectTimeout > .zero, requestTimeout > .zero else { throw fail("timeouts must be positive") }
-        if let family = sourceAddresses.first?.family {
+        if !sourceAddresses.isEmpty {
             guard isStream else { throw fail("--source applies to TCP connections, not UDP") }
-            guard !sourceAddresses.contains(where: { $0.family != family }) else {
-                throw fail("--source mixes IPv4 and IPv6 addresses: use one family, the target's")
-            }
+            try Self.checkOneFamily(sourceAddresses)
         }
         if let startAt { guard startAt > 0, startAt.isFinite else { throw fail("--start-at must be a time in Unix seconds") } }
         if mode != .requests {

@@ -1,3 +1,4 @@
+import Foundation
 import ReactorCore
 
 extension BenchOptions {
@@ -10,7 +11,7 @@ extension BenchOptions {
     public static func parseSourceAddresses(_ text: String) throws(BenchError) -> [SocketAddress] {
         var addresses: [SocketAddress] = []
         for item in text.split(separator: ",", omittingEmptySubsequences: false) {
-            let item = item.trimmingSpaces
+            let item = item.trimmingCharacters(in: .whitespaces)
             guard !item.isEmpty else { throw BenchError("--source has an empty item in '\(text)'") }
             let bounds = item.split(separator: "-", maxSplits: 1).map(String.init)
             if bounds.count == 2 {
@@ -21,21 +22,26 @@ extension BenchOptions {
                 guard Int(high - low) < maxSourceAddresses - addresses.count else {
                     throw BenchError("--source names more than \(maxSourceAddresses) addresses")
                 }
-                for number in low...high { addresses.append(try address(ipv4Text(number), in: text)) }
+                for number in low...high { addresses.append(try address(ipv4Text(number))) }
             } else {
                 guard addresses.count < maxSourceAddresses else {
                     throw BenchError("--source names more than \(maxSourceAddresses) addresses")
                 }
-                addresses.append(try address(item, in: text))
+                addresses.append(try address(item))
             }
         }
-        if let family = addresses.first?.family, addresses.contains(where: { $0.family != family }) {
-            throw BenchError("--source mixes IPv4 and IPv6 addresses: use one family, the target's")
-        }
+        try checkOneFamily(addresses)
         return addresses
     }
 
-    private static func address(_ ip: String, in text: String) throws(BenchError) -> SocketAddress {
+    /// Source addresses must share a family (the target's, checked once it is resolved).
+    static func checkOneFamily(_ addresses: [SocketAddress]) throws(BenchError) {
+        if let family = addresses.first?.family, addresses.contains(where: { $0.family != family }) {
+            throw BenchError("--source mixes IPv4 and IPv6 addresses: use one family, the target's")
+        }
+    }
+
+    private static func address(_ ip: String) throws(BenchError) -> SocketAddress {
         do {
             return try SocketAddress(ip: ip, port: 0)
         } catch {
@@ -56,11 +62,5 @@ extension BenchOptions {
 
     private static func ipv4Text(_ number: UInt32) -> String {
         "\(number >> 24).\(number >> 16 & 0xFF).\(number >> 8 & 0xFF).\(number & 0xFF)"
-    }
-}
-
-extension Substring {
-    fileprivate var trimmingSpaces: String {
-        String(drop(while: { $0 == " " }).reversed().drop(while: { $0 == " " }).reversed())
     }
 }
