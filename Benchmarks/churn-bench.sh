@@ -8,6 +8,7 @@
 # Knobs (environment): ROUNDS (5), DURATION (4 s), WARMUP (1 s), CONNECTIONS (50),
 # SOURCES (127.0.0.2-127.0.0.101), SERVER_CPU (0), CLIENT_CPU (1), REACTOR_BIN.
 set -euo pipefail
+BENCH=churn-bench
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$HERE")
 ROUNDS=${ROUNDS:-5}
@@ -15,23 +16,8 @@ DURATION=${DURATION:-4}
 WARMUP=${WARMUP:-1}
 CONNECTIONS=${CONNECTIONS:-50}
 SOURCES=${SOURCES:-127.0.0.2-127.0.0.101}
-SERVER_CPU=${SERVER_CPU:-0}
-CLIENT_CPU=${CLIENT_CPU:-1}
-REACTOR_BIN=${REACTOR_BIN:-$ROOT/.build/release/reactor}
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"; [[ -z ${NETNS:-} ]] || ip netns delete "$NETNS" 2> /dev/null || true' EXIT
-
-say() { echo "churn-bench.sh: $*" >&2; }
-[[ -x $REACTOR_BIN ]] || { say "building reactor"; swift build -c release --product reactor --package-path "$ROOT" >&2; }
-make -s -C "$HERE" >&2
-
-server_command() {
-    case $1 in
-        reactor) echo "$REACTOR_BIN serve echo --host 127.0.0.1 --port 0 --udp-rate 0" ;;
-        libevent) echo "$HERE/bin/libevent_echo 127.0.0.1 0" ;;
-        epoll) echo "$HERE/bin/epoll_echo 127.0.0.1 0" ;;
-    esac
-}
+# shellcheck source=lib.sh
+source "$HERE/lib.sh"
 
 # Each run leaves its connections' ports in TIME_WAIT for a minute (up to
 # net.ipv4.tcp_max_tw_buckets, 131,072 here, past which the kernel keeps none), and the
@@ -39,46 +25,47 @@ server_command() {
 # table is full: a run would measure its predecessors. As root, each run gets a fresh
 # network namespace (its own loopback and TIME_WAIT table), deleted after it.
 NETNS=""
-if [[ $(id -u) == 0 ]] && ip netns add "churn-bench-$$" 2> /dev/null; then
-    ip netns delete "churn-bench-$$"
-    NETNS="churn-bench-$$"
+if [[ $(id -u) == 0 ]] && ip netns add "$BENCH-$$" 2> /dev/null; then
+    ip netns delete "$BENCH-$$"
+    NETNS="$BENCH-$$"
+    trap 'cleanup; ip netns delete "$NETNS" 2> /dev/null || true' EXIT
 else
     say "not root (or no ip netns): runs share the TIME_WAIT table, so their order matters"
 fi
 in_netns() { if [[ -n $NETNS ]]; then ip netns exec "$NETNS" "$@"; else "$@"; fi; }
-# The same as a command prefix, for the server: a function run in the background would be
-# a subshell, and $! its pid rather than the server's (ip netns exec and taskset exec).
-netns_prefix=()
-[[ -z $NETNS ]] || netns_prefix=(ip netns exec "$NETNS")
 
-# One run: NAME SOURCE-LABEL [bench args...]; appends "rate server_us client_share errors" to a file.
+# start_server runs this under taskset; ip netns exec and taskset both exec, so the pid
+# it records is the server's.
+server_command() {
+    [[ -z $NETNS ]] || echo -n "ip netns exec $NETNS "
+    case $1 in
+        reactor) echo "$REACTOR_BIN serve echo --host 127.0.0.1 --port 0 --udp-rate 0" ;;
+        libevent) echo "$BIN/libevent_echo 127.0.0.1 0" ;;
+        epoll) echo "$BIN/epoll_echo 127.0.0.1 0" ;;
+    esac
+}
+
+# One run: NAME SOURCE-LABEL [bench args...]; appends "rate server_us client_share errors"
+# to $WORK/NAME-LABEL.rounds.
 run() {
-    local name=$1 label=$2; shift 2
+    local name=$1 label=$2 timewait; shift 2
     if [[ -n $NETNS ]]; then
         ip netns add "$NETNS"
         ip -n "$NETNS" link set lo up
     fi
-    "${netns_prefix[@]}" taskset -c "$SERVER_CPU" $(server_command "$name") > "$WORK/server.out" 2>&1 &
-    local pid=$! port=""
-    for _ in $(seq 100); do
-        port=$(grep -m1 -oE 'listening tcp 127\.0\.0\.1:[0-9]+' "$WORK/server.out" | cut -d: -f2 || true)
-        [[ -n $port ]] && break
-        sleep 0.05
-    done
-    [[ -n $port ]] || { say "$name did not start: $(cat "$WORK/server.out")"; kill "$pid"; exit 1; }
-    in_netns "$REACTOR_BIN" bench "127.0.0.1:$port" --mode churn --connections "$CONNECTIONS" --duration "$DURATION" \
-        --warmup "$WARMUP" --server-pid "$pid" --cpus "$CLIENT_CPU" --quiet --json "$WORK/run.json" "$@" > /dev/null
-    kill "$pid"; wait "$pid" 2> /dev/null || true
-    local timewait
+    start_server "$name"
+    in_netns "$REACTOR_BIN" bench "127.0.0.1:$PORT" --mode churn --connections "$CONNECTIONS" --duration "$DURATION" \
+        --warmup "$WARMUP" --server-pid "$SERVER_PID" --cpus "$CLIENT_CPU" --quiet --json "$WORK/run.json" "$@" > /dev/null
+    stop_server "$name"
     timewait=$(in_netns ss -tan state time-wait | tail -n +2 | wc -l)
     [[ -z $NETNS ]] || ip netns delete "$NETNS"
     python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print(j["rps"], j["server_cpu_us_per_request"], j["client_cpu_share"], j["errors"])' \
-        "$WORK/run.json" >> "$WORK/$name-$label"
-    say "$name, from $label: $(tail -1 "$WORK/$name-$label") (connections/s, server µs per connection, client CPU share, errors; $timewait in TIME_WAIT after it)"
+        "$WORK/run.json" >> "$WORK/$name-$label.rounds"
+    say "$name, from $label: $(tail -1 "$WORK/$name-$label.rounds") (connections/s, server µs per connection, client CPU share, errors; $timewait in TIME_WAIT after it)"
 }
 
-median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
-col() { awk -v c="$1" '{print $c}' "$WORK/$2" | median; }
+ensure_reactor
+build_c_programs
 
 # The order turns every round, so that no server always follows the same one.
 orders=("reactor libevent epoll" "libevent epoll reactor" "epoll reactor libevent")
@@ -98,9 +85,9 @@ for label in one many; do
     base_rate=$(col 1 "libevent-$label"); base_cpu=$(col 2 "libevent-$label")
     for name in reactor libevent epoll; do
         rate=$(col 1 "$name-$label"); cpu=$(col 2 "$name-$label"); share=$(col 3 "$name-$label")
-        errors=$(awk '{s += $4} END {print s}' "$WORK/$name-$label")
+        errors=$(awk '{s += $4} END {print s}' "$WORK/$name-$label.rounds")
         sources=$([[ $label == one ]] && echo "127.0.0.1" || echo "$SOURCES")
         awk -v n="$name" -v s="$sources" -v r="$rate" -v c="$cpu" -v sh="$share" -v e="$errors" -v br="$base_rate" -v bc="$base_cpu" \
-            'BEGIN {printf "| %s | %s | %\047.0f | %.1f | %.0f %% | %d | %.2fx / %.2fx |\n", n, s, r, c, sh * 100, e, r / br, c / bc}'
+            'BEGIN {printf "| %s | %s | %.0f | %.1f | %.0f %% | %d | %.2fx / %.2fx |\n", n, s, r, c, sh * 100, e, r / br, c / bc}'
     done
 done
