@@ -5,7 +5,10 @@
 /// Packed, the requests built in one event lie side by side and leave in one write
 /// (``takeUnsent(_:)``) instead of one write each: callgrind counted the write of each
 /// request (the connection's checks, a copy into its output queue, the budget) at about
-/// a tenth of a pipelined Redis request.
+/// a tenth of a pipelined Redis request. Where they wrap around the ring, the two pieces
+/// still leave in one `sendmsg`, so in one TCP segment: written one after the other, a
+/// fifth of Redis GET batches (50 x 16) went out as two segments, each costing the
+/// server's core a segment's receive and its acknowledgement.
 struct InFlightQueue {
     let capacity: Int
     let requestRoom: Int
@@ -101,18 +104,22 @@ struct InFlightQueue {
         end += bytes
     }
 
-    /// Calls `body` with the bytes of the requests committed since the last call, oldest
-    /// first, in one piece (two when they wrap around the ring), and marks them taken.
+    /// Calls `body` once with the bytes of the requests committed since the last call,
+    /// oldest first, in two pieces: where they wrap around the ring, the second piece is
+    /// the part from the ring's start, otherwise it is empty. Marks them taken. Nothing
+    /// committed since: `body` is not called.
     @inline(__always)
-    mutating func takeUnsent(_ body: (UnsafeRawBufferPointer) -> Void) {
+    mutating func takeUnsent(_ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) -> Void) {
         let base = UnsafeRawPointer(bytes.baseAddress!)
         if unsentWrapEnd >= 0 {
-            body(UnsafeRawBufferPointer(start: base + unsentStart, count: unsentWrapEnd - unsentStart))
-            unsentStart = 0
+            body(
+                UnsafeRawBufferPointer(start: base + unsentStart, count: unsentWrapEnd - unsentStart),
+                UnsafeRawBufferPointer(start: base, count: end))
             unsentWrapEnd = -1
+        } else {
+            guard end > unsentStart else { return }
+            body(UnsafeRawBufferPointer(start: base + unsentStart, count: end - unsentStart), UnsafeRawBufferPointer(start: nil, count: 0))
         }
-        guard end > unsentStart else { return }
-        body(UnsafeRawBufferPointer(start: base + unsentStart, count: end - unsentStart))
         unsentStart = end
     }
 

@@ -125,11 +125,13 @@ final class TCPBenchClient<Codec: BenchCodec, Responses: Framer>: BenchClient, C
         worker.countSent(intended: intended)
     }
 
-    /// Writes the requests built since the last write, in one write (two when they wrap
-    /// around the ring).
+    /// Writes the requests built since the last write, in one `sendmsg` even when they
+    /// wrap around the ring.
     @inline(__always)
     private func writeRequests(on connection: Connection) {
-        queue.takeUnsent { connection.write($0) }
+        queue.takeUnsent { first, second in
+            if second.isEmpty { connection.write(first) } else { connection.write(first, second) }
+        }
     }
 
     /// Fills the connection up to its depth (closed loop) or to what is due (open loop).

@@ -157,15 +157,17 @@ extension BenchTests {
         }
 
         /// Requests of varying lengths through a ring of 4: what is taken is what was
-        /// committed, in order, each request's bytes intact while it is in flight. As on a
-        /// connection, only requests taken (written) are answered.
+        /// committed, in order and in one call even where it wraps around the ring, each
+        /// request's bytes intact while it is in flight. As on a connection, only requests
+        /// taken (written) are answered.
         @Test func inFlightRequestsLeaveInOrderAndStayIntact() {
             var queue = InFlightQueue(capacity: 4, requestRoom: 16)
             defer { queue.deallocate() }
             var inFlight: [[UInt8]] = []
             var committed: [UInt8] = []
             var taken: [UInt8] = []
-            var pieces = 0
+            var takes = 0
+            var wrapped = 0
             var number = 0
             var answered = 0
             var written = 0
@@ -182,10 +184,15 @@ extension BenchTests {
                     number += 1
                 }
                 if round % 3 != 1 {
-                    queue.takeUnsent {
-                        pieces += 1
-                        taken += Array($0)
+                    let takesBefore = takes
+                    let before = taken.count
+                    queue.takeUnsent { first, second in
+                        takes += 1
+                        if !second.isEmpty { wrapped += 1 }
+                        taken += Array(first) + Array(second)
                     }
+                    // One call per write that has something to send, never one for nothing.
+                    #expect((taken.count > before) == (takes > takesBefore), "round \(round)")
                     #expect(taken == committed, "round \(round)")
                     written = number
                 }
@@ -199,7 +206,8 @@ extension BenchTests {
                 }
             }
             #expect(number > 100)
-            #expect(pieces > 0)
+            #expect(takes > 0)
+            #expect(wrapped > 0, "no write wrapped around the ring: the two-piece case went untested")
         }
     }
 }

@@ -268,6 +268,18 @@ public final class Connection {
             size: prefix.count &+ payload.count &+ suffix.count)
     }
 
+    /// Sends two pieces as one write (a single `sendmsg`), so as one segment where a
+    /// write of each would make two: the load client's requests where they wrap around
+    /// its ring. Copies only what the kernel does not take at once.
+    @discardableResult
+    package func write(_ first: UnsafeRawBufferPointer, _ second: UnsafeRawBufferPointer) -> Bool {
+        guard lifecycle.acceptsWrites else { return false }
+        reactor.assertInLoop()
+        return wrote(
+            output.write(first, second, UnsafeRawBufferPointer(start: nil, count: 0), batching: batchDepth > 0, via: transport),
+            size: first.count &+ second.count)
+    }
+
     /// A framer delivered `count` frames from one read (`FramedConnection`): counted in
     /// the reactor's counters.
     package func countFramesReceived(_ count: Int) {
