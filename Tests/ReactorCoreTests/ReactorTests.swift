@@ -292,6 +292,31 @@ struct ShutdownTests {
         }
     }
 
+    @Test("a connection that has sent nothing when the shutdown begins is served its first request; a silent one closes after the grace")
+    func gracefulShutdownServesAFirstRequest() throws {
+        try withProbedServer(echo: true) { server, logs in
+            let late = try TestClient(connectingTo: server.address)
+            let silent = try TestClient(connectingTo: server.address)
+            for index in 0..<2 {
+                #expect(try logs.record(index).wait(until: { $0.opened == 1 }) != nil, "connection #\(index) was not opened")
+            }
+            server.handle.shutdownGracefully(timeout: .seconds(20))
+            #expect(
+                waitUntil { (try? TestClient(connectingTo: server.address, timeout: .seconds(1))) == nil },
+                "the listener still accepts after shutdownGracefully")
+            // The shutdown has begun: this client's request comes after it, as a client's
+            // does that connected a moment before.
+            try late.send("first request")
+            let answer = late.receiveUntilEnd(timeout: .seconds(10))
+            #expect(answer.bytes == Array("first request".utf8), "the first request was not answered: \(answer)")
+            #expect(answer.end == .endOfFile)
+            let started = ContinuousClock.now
+            #expect(silent.receiveUntilEnd(timeout: .seconds(10)).end == .endOfFile)
+            #expect(ContinuousClock.now - started < .seconds(5), "the silent connection waited longer than its grace")
+            #expect(server.reactor.waitUntilStopped(timeout: .seconds(10)), "run() did not return after both closed")
+        }
+    }
+
     @Test("a reactor shut down gracefully is freed once run() returns and its user lets go")
     func shutDownReactorIsFreed() throws {
         weak var released: Reactor?

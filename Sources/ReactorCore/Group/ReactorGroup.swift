@@ -102,7 +102,8 @@ public final class ReactorGroup: Sendable {
     }
 
     /// Runs `work` on every reactor in turn (see ``perform(on:_:)``); returns the results
-    /// in reactor order.
+    /// in reactor order, discardable for work run for its effect.
+    @discardableResult
     public func performOnAll<T: Sendable>(_ work: @escaping @Sendable (Reactor) throws -> T) throws -> [T] {
         try handles.indices.map { try perform(on: $0, work) }
     }

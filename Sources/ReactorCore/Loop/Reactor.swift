@@ -205,9 +205,10 @@ public final class Reactor {
     /// are closed, or after `timeout`, aborting any still open.
     ///
     /// Listeners first accept every connection already waiting in their backlog, so none
-    /// is reset by the close; each of those is served until its first input is answered
-    /// (or for 1 s when none comes). Every other connection gets its input that has
-    /// arrived already read and answered, then closes (flush, then close).
+    /// is reset by the close; each of those, and each open connection that has received
+    /// nothing yet, is served until its first input is answered (or for 1 s when none
+    /// comes). Every other connection gets its input that has arrived already read and
+    /// answered, then closes (flush, then close).
     public func shutdownGracefully(timeout: Duration = .seconds(10)) {
         preconditionInLoop()
         guard shutdownDeadline == nil, state != .stopped else { return }

@@ -72,6 +72,10 @@ public final class Connection {
     @exclusivity(unchecked) private var framingFailed = false
     @exclusivity(unchecked) private var isReceiving = false
     @exclusivity(unchecked) private var idleClockCountsReads = false
+    /// Some input has reached the handler: a graceful shutdown closes the connection after
+    /// answering what has arrived. Until then its client may still be sending its first
+    /// request (see ``closeForShutdown()``).
+    @exclusivity(unchecked) private var hasReceived = false
     /// The idle wheel's slot this connection is filed in, or ``IdleWheel/notFiled``.
     var idleSlot = IdleWheel.notFiled
     /// In the reactor's list of connections whose writes wait for the end of the executor
@@ -418,6 +422,7 @@ public final class Connection {
             guard lifecycle.isOpen else { return }  // lingering: the peer's late bytes are discarded
             if idleClockCountsReads { lastActivity = Reactor.coarseNow }
             let bytes = unsafe RawSpan(_unsafeBytes: UnsafeRawBufferPointer(start: buffer.baseAddress, count: count))
+            hasReceived = true
             isReceiving = true
             handler?.received(bytes, on: self)
             isReceiving = false
@@ -441,6 +446,7 @@ public final class Connection {
     func receivedWithHeader(_ bytes: UnsafeRawBufferPointer) {
         guard lifecycle.isOpen else { return }
         if idleClockCountsReads { lastActivity = Reactor.coarseNow }
+        hasReceived = true
         isReceiving = true
         handler?.received(unsafe RawSpan(_unsafeBytes: bytes), on: self)
         isReceiving = false
@@ -693,8 +699,20 @@ public final class Connection {
     /// Graceful shutdown: answers what the peer has sent already (one read, as if the
     /// socket had been readable), then closes. Without the read, a request that arrived
     /// as the shutdown began would be dropped by the lingering close unanswered.
+    ///
+    /// A connection that has received nothing yet is treated as one accepted in the
+    /// drain (``ShutdownGrace``): served until its first input is answered, or closed
+    /// after ``ShutdownGrace/firstInputWait``. Its client usually connected moments
+    /// before and is sending its request; closed at once, it read end of file instead of
+    /// a reply (`RestartCommandTests` caught one such client in 22,730 in CI).
     func closeForShutdown() {
         if !transport.isMemory, lifecycle.wantsInput(paused: isReadingPaused || isThrottled) { readable() }
+        if !hasReceived, lifecycle.isOpen, let handler, !(handler is ShutdownGrace) {
+            let grace = ShutdownGrace(handler, reactor: reactor)
+            self.handler = grace
+            grace.waitForFirstInput(on: self)
+            return
+        }
         close()
     }
 

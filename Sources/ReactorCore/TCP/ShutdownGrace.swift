@@ -5,10 +5,12 @@ protocol ConnectionSource: AnyObject {
 }
 
 /// The handler of a connection accepted while its listener drained for a graceful
-/// shutdown: the client was already queued, and has usually sent its request or is about
-/// to. It forwards everything to the real handler and closes the connection once the
-/// first input has been answered, or after ``firstInputWait`` when none comes (a client
-/// that waits to be spoken to, as for daytime or chargen, is served by `opened`).
+/// shutdown, or open when it began but silent so far
+/// (``Connection/closeForShutdown()``): the client was already queued or connected, and
+/// has usually sent its request or is about to. It forwards everything to the real
+/// handler and closes the connection once the first input has been answered, or after
+/// ``firstInputWait`` when none comes (a client that waits to be spoken to, as for
+/// daytime or chargen, is served by `opened`).
 final class ShutdownGrace: ConnectionHandler {
     /// How long a connection accepted during the drain may take to send its first bytes.
     static let firstInputWait: Duration = .seconds(1)
@@ -24,6 +26,11 @@ final class ShutdownGrace: ConnectionHandler {
 
     func opened(_ connection: Connection) {
         handler.opened(connection)
+        waitForFirstInput(on: connection)
+    }
+
+    /// Closes `connection` after ``firstInputWait`` unless its first input comes sooner.
+    func waitForFirstInput(on connection: Connection) {
         timer = reactor.schedule(after: Self.firstInputWait) { _ in connection.close() }
     }
 
