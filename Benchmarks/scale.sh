@@ -15,9 +15,14 @@
 #    On a 2-CPU machine this part is the K=1 row only.
 # Rounds rotate the variants ($ROUNDS); ratios are per round, medians shown; noisy runs
 # are repeated as in echo-bench.sh (lib.sh: NOISE_MAX, RETRIES, QUIET_WAIT, QUIET_BUDGET).
+# Many short rounds by default: the machines here run at two speeds about 25 % apart and
+# switch every minute or so, whatever runs. A round whose variants straddle a switch
+# gives a ratio of 0.8x or 1.25x; in 5 rounds of 10 s such rounds set the median (0.97x to
+# 1.09x from one run to the next), in 15 rounds of 2 s they are outvoted
+# (docs/architecture.md, "A group of reactors").
 #
 # Usage: bash Benchmarks/scale.sh   (not part of CI)
-# Environment: ROUNDS (3) DURATION (10) WARMUP (2) CONNECTIONS (100) SIZE (64)
+# Environment: ROUNDS (15) DURATION (2) WARMUP (1) CONNECTIONS (100) SIZE (64)
 #   PIPE_CONNECTIONS (50) DEPTH (64) LINE_SIZE (32) MAX_THREADS (CPUs - 1)
 #   SERVER_CPU (0) CLIENT_CPU (1) REACTOR_BIN (.build/release/reactor, built if missing)
 # Output: a markdown report on stdout, also written to Benchmarks/results/.
@@ -25,6 +30,9 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$HERE")
+ROUNDS=${ROUNDS:-15}
+DURATION=${DURATION:-2}
+WARMUP=${WARMUP:-1}
 CONNECTIONS=${CONNECTIONS:-100}
 SIZE=${SIZE:-64}
 PIPE_CONNECTIONS=${PIPE_CONNECTIONS:-50}
