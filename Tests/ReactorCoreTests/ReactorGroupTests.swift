@@ -195,6 +195,34 @@ struct ReactorGroupTests {
         }
         #expect(waitUntil(timeout: .seconds(20)) { group.handles.allSatisfy { !$0.execute { _ in } } })
     }
+
+    @Test("graceful shutdown serves clients from the backlogs whose requests come after it began",
+          arguments: GroupListenMode.allCases)
+    func shutdownServesLateRequestsFromBacklog(mode: GroupListenMode) throws {
+        let group = try ReactorGroup(count: 2, name: "grp")
+        defer { group.stop() }
+        let listener = try group.listen(host: "127.0.0.1", port: 0, mode: mode) { _ in { _ in ByteEcho() } }
+        let release = DispatchSemaphore(value: 0)
+        let held = DispatchSemaphore(value: 0)
+        group.executeOnAll { _ in
+            held.signal()
+            release.wait()
+        }
+        held.wait()
+        held.wait()
+        // Queued, silent: the drain accepts them (the acceptor hands them to both reactors)
+        // before their requests come.
+        let clients = try (0..<20).map { _ in try TestClient(connectingTo: listener.address) }
+        group.shutdownGracefully(timeout: .seconds(20))
+        release.signal()
+        release.signal()
+        Thread.sleep(forTimeInterval: 0.3)  // within ShutdownGrace's 1 s wait for a first input
+        for (index, client) in clients.enumerated() { try client.send("late \(index)") }
+        for (index, client) in clients.enumerated() {
+            let (bytes, end) = client.receiveUntilEnd(timeout: .seconds(20))
+            #expect(String(decoding: bytes, as: UTF8.self) == "late \(index)" && end == .endOfFile, "client \(index): \(end)")
+        }
+    }
 }
 
 /// One reactor's graceful shutdown, started while clients wait in its backlog.

@@ -707,7 +707,10 @@ public final class Connection {
     /// a reply (`RestartCommandTests` caught one such client in 22,730 in CI).
     func closeForShutdown() {
         if !transport.isMemory, lifecycle.wantsInput(paused: isReadingPaused || isThrottled) { readable() }
-        if !hasReceived, lifecycle.isOpen, let handler, !(handler is ShutdownGrace) {
+        // Already under a grace (a group's acceptor handed it over from its drain before
+        // this reactor's shutdown began): the grace closes it.
+        if handler is ShutdownGrace { return }
+        if !hasReceived, lifecycle.isOpen, let handler {
             let grace = ShutdownGrace(handler, reactor: reactor)
             self.handler = grace
             grace.waitForFirstInput(on: self)
